@@ -1,0 +1,3 @@
+from honed.cli import main
+
+main()

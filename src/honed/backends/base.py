@@ -1,0 +1,50 @@
+"""The backend contract: one method, `generate(requests) -> responses`, plus capability flags.
+
+A backend owns one model. It renders messages with that model's chat template (or a plain completion prompt
+for base models), decodes, and reports timings. Heavy imports (llama_cpp, torch) happen inside the backend's
+module, which the registry imports only when the backend is asked for.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from honed.types import ModelInfo, Request, Response
+
+
+class Backend(ABC):
+    name: ClassVar[str]
+    supports_schema: ClassVar[bool] = False
+    """Can constrain output to a JSON schema."""
+    supports_choice: ClassVar[bool] = False
+    """Can constrain output to one of a list of strings."""
+    streams: ClassVar[bool] = False
+    """Measures time to first token from a stream."""
+    in_process: ClassVar[bool] = False
+    """Runs inside this process (one request at a time; peak memory is this process's RSS)."""
+
+    info: ModelInfo
+
+    @property
+    def max_concurrency(self) -> int:
+        """How many requests may be in flight at once. In-process models serve one at a time."""
+        return 1 if self.in_process else 64
+
+    @abstractmethod
+    def generate(self, requests: Sequence[Request]) -> list[Response]:
+        """Answer each request, in order. A failed request gives a Response with finish_reason "error"."""
+
+    def cache_identity(self) -> str:
+        """What identifies the model in the response cache: the file's sha256 where honed can see the file."""
+        return self.info.sha256 or f"{self.info.backend}:{self.info.name}:{self.info.details.get('base_url', '')}"
+
+    def close(self) -> None:
+        """Release the model. Safe to call twice."""
+
+    def __enter__(self) -> Backend:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

@@ -1,0 +1,151 @@
+"""The embedded default: llama.cpp in-process through llama-cpp-python.
+
+honed renders the prompt itself with the chat template stored in the GGUF (through the one prompt builder,
+`honed.task.prompt.render_chat`), so the text the model sees is known, hashed and identical to what training
+renders. A GGUF without a chat template is a base model: it gets a plain completion prompt, and honed says so.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from honed.backends.base import Backend
+from honed.backends.models import file_sha256, resolve_gguf
+from honed.errors import MissingDependency
+from honed.task.prompt import PLAIN_STOP, render_chat, render_plain
+from honed.types import Constraint, ModelInfo, Request, Response
+
+log = logging.getLogger("honed")
+
+
+def _gbnf_literal(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def choice_grammar(choices: Sequence[str]) -> str:
+    """GBNF that accepts exactly one of `choices`."""
+    return "root ::= " + " | ".join(_gbnf_literal(c) for c in choices)
+
+
+class LlamaCppBackend(Backend):
+    name = "llamacpp"
+    supports_schema = True
+    supports_choice = True
+    streams = True
+    in_process = True
+
+    def __init__(self, model: str, *, n_ctx: int = 4096, n_threads: int | None = None, n_gpu_layers: int = 0,
+                 chat_template: bool | None = None) -> None:
+        try:
+            import llama_cpp
+        except ImportError:
+            raise MissingDependency("llama-cpp-python", extra="llamacpp", why="the embedded backend") from None
+        self._llama_cpp = llama_cpp
+        path = resolve_gguf(model)
+        self._llm = llama_cpp.Llama(
+            model_path=str(path), n_ctx=n_ctx, n_threads=n_threads or min(os.cpu_count() or 1, 8),
+            n_gpu_layers=n_gpu_layers, verbose=False,
+        )
+        meta = self._llm.metadata
+        self._template = meta.get("tokenizer.chat_template")
+        self._bos = self._token_text(self._llm.token_bos())
+        self._eos = self._token_text(self._llm.token_eos())
+        use_chat = bool(self._template) if chat_template is None else chat_template
+        if use_chat and not self._template:
+            from honed.errors import UserError
+
+            raise UserError(f"{path.name} has no chat template; it is a base model: drop the chat-template option")
+        self._grammars: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self.info = ModelInfo(
+            name=model, backend=self.name, path=str(path), sha256=file_sha256(path), chat_template=use_chat,
+            details={
+                "architecture": meta.get("general.architecture"),
+                "model_name": meta.get("general.name"),
+                "file_type": meta.get("general.file_type"),
+                "n_params": self._llm.n_params() if hasattr(self._llm, "n_params") else None,
+                "n_ctx": n_ctx,
+                "prompt_format": "chat_template" if use_chat else "plain_completion",
+            },
+        )
+        if not use_chat:
+            log.warning("%s has no chat template (a base model): using a plain completion prompt ending in "
+                        "'Answer:'", path.name)
+
+    def _token_text(self, token: int) -> str:
+        if token < 0:
+            return ""
+        return self._llm._model.token_get_text(token)
+
+    def render(self, request: Request) -> str:
+        """The exact prompt text for a request."""
+        if self.info.chat_template:
+            return render_chat(request.messages, self._template, bos_token=self._bos, eos_token=self._eos)
+        return render_plain(request.messages)
+
+    def tokenize(self, prompt: str) -> list[int]:
+        """Prompt text → token ids, adding BOS only where the model wants one and the text lacks it."""
+        has_bos = bool(self._bos) and prompt.startswith(self._bos)
+        return self._llm.tokenize(prompt.encode("utf-8"), add_bos=not has_bos, special=True)
+
+    def _grammar(self, constraint: Constraint | None) -> Any:
+        if constraint is None:
+            return None
+        key = json.dumps([constraint.kind, constraint.schema, constraint.choices], sort_keys=True)
+        if key not in self._grammars:
+            g = self._llama_cpp.LlamaGrammar
+            if constraint.kind == "json_schema":
+                self._grammars[key] = g.from_json_schema(json.dumps(constraint.schema), verbose=False)
+            else:
+                self._grammars[key] = g.from_string(choice_grammar(constraint.choices), verbose=False)
+        return self._grammars[key]
+
+    def _one(self, request: Request) -> Response:
+        prompt = self.render(request)
+        tokens = self.tokenize(prompt)
+        s = request.sampling
+        stop = list(s.stop) + ([] if self.info.chat_template else list(PLAIN_STOP))
+        t0 = time.perf_counter()
+        ttft = None
+        pieces: list[str] = []
+        finish = "stop"
+        try:
+            stream = self._llm.create_completion(
+                tokens, max_tokens=s.max_tokens, temperature=s.temperature, top_p=s.top_p, top_k=0, min_p=0.0,
+                repeat_penalty=1.0, seed=s.seed, stop=stop or None, grammar=self._grammar(request.constraint),
+                stream=True,
+            )
+            for chunk in stream:
+                choice = chunk["choices"][0]
+                if ttft is None:
+                    ttft = time.perf_counter() - t0
+                pieces.append(choice["text"])
+                if choice.get("finish_reason"):
+                    finish = choice["finish_reason"]
+        except (ValueError, RuntimeError) as exc:  # e.g. prompt longer than the context
+            return Response(text="", finish_reason="error", prompt_tokens=len(tokens), latency_s=
+                            time.perf_counter() - t0, error=str(exc), prompt_text=prompt)
+        latency = time.perf_counter() - t0
+        text = "".join(pieces)
+        n_out = len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)) if text else 0
+        if finish == "stop":
+            n_out += 1  # the end-of-turn token that stopped it was generated too
+        return Response(text=text, finish_reason="length" if finish == "length" else "stop",
+                        prompt_tokens=len(tokens), completion_tokens=n_out, ttft_s=ttft, latency_s=latency,
+                        prompt_text=prompt)
+
+    def generate(self, requests: Sequence[Request]) -> list[Response]:
+        with self._lock:  # one llama.cpp context serves one request at a time
+            return [self._one(r) for r in requests]
+
+    def close(self) -> None:
+        llm = getattr(self, "_llm", None)
+        if llm is not None:
+            llm.close()  # avoids the noisy __del__ at interpreter exit
+            self._llm = None

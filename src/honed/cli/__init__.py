@@ -1,0 +1,44 @@
+"""The `honed` command. One file per command group; no logic here, only argument plumbing."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+
+from honed.errors import HonedError
+
+app = typer.Typer(
+    name="honed",
+    help="Specialize small local LLMs for narrow structured tasks, with honest numbers at every step.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+
+def _register() -> None:
+    from honed.cli import data_cmd, eval_cmd
+
+    eval_cmd.register(app)
+    app.add_typer(data_cmd.app, name="data")
+
+
+def main() -> None:
+    """Entry point: a HonedError is one line on stderr and a non-zero exit; anything else is a bug."""
+    from rich.console import Console
+    from rich.logging import RichHandler
+
+    err = Console(stderr=True)
+    handler = RichHandler(console=err, show_time=False, show_path=False)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", handlers=[handler])
+    _register()
+    try:
+        app()
+    except HonedError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/]: finished responses are cached; re-run the same command to resume")
+        sys.exit(130)

@@ -1,0 +1,234 @@
+"""`evaluate(task, backend, split)`: run every item through a backend, cached and resumable, and score it."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from honed import __version__
+from honed.backends.base import Backend
+from honed.evaluate.output import parse_output
+from honed.evaluate.scoring import ItemRecord, is_correct, score, timing_summary
+from honed.store import Store, canonical_json, request_key, sha256_text, write_json_atomic, write_text_atomic
+from honed.task.data import Item, items_hash, load_items
+from honed.task.prompt import build_request
+from honed.task.spec import Task
+from honed.types import Request, Response, Sampling
+
+
+@dataclass
+class EvalResult:
+    """The JSON document (`doc`, what `--json` writes), the per-item records and where the run lives."""
+
+    doc: dict[str, Any]
+    records: list[ItemRecord]
+    run_id: str | None = None
+    run_dir: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def sampling_for(task: Task, repeat: int, max_tokens: int | None = None) -> Sampling:
+    g = task.spec.generation
+    return Sampling(max_tokens=max_tokens or task.max_tokens, temperature=g.temperature, top_p=g.top_p,
+                    seed=g.seed + repeat, think=g.think)
+
+
+def _version(module: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(module)
+    except PackageNotFoundError:
+        return None
+
+
+def _file_sha(path: Path | None) -> str | None:
+    if path is None or not path.exists():
+        return None
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class _Progress:
+    """A rich progress bar with ETA, or nothing (library use, tests)."""
+
+    def __init__(self, enabled: bool, total: int, label: str) -> None:
+        self._p = None
+        if enabled:
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                       TimeRemainingColumn)
+
+            self._p = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                               TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"),
+                               TimeRemainingColumn(), transient=False)
+            self._p.start()
+            self._id = self._p.add_task(label, total=total, rate="")
+            self._t0 = time.perf_counter()
+            self._done = 0
+
+    def advance(self, n: int = 1) -> None:
+        if self._p is not None:
+            self._done += n
+            rate = self._done / max(time.perf_counter() - self._t0, 1e-9)
+            self._p.update(self._id, advance=n, rate=f"{rate:.2f} items/s")
+
+    def close(self) -> None:
+        if self._p is not None:
+            self._p.stop()
+
+
+def evaluate(
+    task: Task,
+    backend: Backend,
+    split: str = "test",
+    *,
+    repeats: int = 1,
+    concurrency: int = 1,
+    constrained: bool | None = None,
+    max_tokens: int | None = None,
+    store: Store | None = None,
+    progress: bool = False,
+    limit: int | None = None,
+    items: list[Item] | None = None,
+    write_run: bool = True,
+) -> EvalResult:
+    """Evaluate `backend`'s model on a split of `task`. Finished responses come from the cache."""
+    t_start = time.perf_counter()
+    items = items if items is not None else load_items(task, split)
+    if limit is not None:
+        items = items[:limit]
+    constrained = task.spec.generation.constrained if constrained is None else constrained
+    if constrained and task.kind == "generate":
+        constrained = False
+    own_store = store is None
+    store = store or Store()
+    model_id = backend.cache_identity()
+
+    jobs: list[tuple[int, Item, Request, str, str, str]] = []
+    for r in range(repeats):
+        sampling = sampling_for(task, r, max_tokens)
+        for item in items:
+            req = build_request(task, item, sampling, constrained=constrained)
+            key, phash, settings = request_key(model_id, req)
+            jobs.append((r, item, req, key, phash, settings))
+
+    responses: dict[int, tuple[Response, bool]] = {}
+    missing: list[int] = []
+    for j, job in enumerate(jobs):
+        hit = store.get(job[3])
+        if hit is not None:
+            responses[j] = (hit, True)
+        else:
+            missing.append(j)
+
+    run_id = run_dir = None
+    if write_run:
+        run_id, run_dir = store.new_run_dir("eval", f"{task.name}-{backend.info.name.split('/')[-1]}")
+        store.record_run(run_id, "eval", task.name, backend.info.name, backend.info.sha256, run_dir, "running")
+
+    bar = _Progress(progress, len(jobs), f"eval {task.name} · {backend.info.name}")
+    bar.advance(len(jobs) - len(missing))
+    workers = max(1, min(concurrency, backend.max_concurrency))
+    try:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            pending: dict[Future[list[Response]], int] = {}
+            queue = list(missing)
+            while queue or pending:
+                while queue and len(pending) < workers:
+                    j = queue.pop(0)
+                    pending[pool.submit(backend.generate, [jobs[j][2]])] = j
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    j = pending.pop(fut)
+                    resp = fut.result()[0]
+                    _, _, _, key, phash, settings = jobs[j]
+                    store.put(key, model_id, phash, settings, resp)  # committed now: survives a kill
+                    responses[j] = (resp, False)
+                    bar.advance()
+    except BaseException:
+        if run_id is not None and run_dir is not None:
+            store.record_run(run_id, "eval", task.name, backend.info.name, backend.info.sha256, run_dir,
+                             "interrupted")
+        raise
+    finally:
+        bar.close()
+
+    records: list[ItemRecord] = []
+    for j, (r, item, _req, _k, _p, _s) in enumerate(jobs):
+        resp, cached = responses[j]
+        parsed = parse_output(task, item.inputs, resp)
+        keywords = list(item.inputs.get("keywords") or [])
+        correct = is_correct(task, item.expected, parsed.answer, parsed.cause, parsed.visible, keywords)
+        cause = parsed.cause if parsed.cause else (None if correct else "wrong_answer")
+        records.append(ItemRecord(
+            id=item.id, repeat=r, expected=item.expected, answer=parsed.answer, correct=correct, cause=cause,
+            text=resp.text, finish_reason=resp.finish_reason, latency_s=resp.latency_s, ttft_s=resp.ttft_s,
+            prompt_tokens=resp.prompt_tokens, completion_tokens=resp.completion_tokens, cached=cached,
+            valid_json=parsed.cause not in ("unparseable", "refused", "empty_after_thinking", "error")
+            and not (parsed.cause == "cut_at_max_tokens" and parsed.answer is None),
+            schema_valid=parsed.cause is None or parsed.cause == "wrong_answer"))
+
+    keywords = [list(i.inputs.get("keywords") or []) for i in items]
+    scored = score(task, records, keywords, n_repeats=repeats)
+    data_path = None if split == "custom" else task.split_path(split)
+    doc: dict[str, Any] = {
+        "honed_version": __version__,
+        "run_id": run_id,
+        "task": task.name,
+        "kind": task.kind,
+        "split": split,
+        "model": {"name": backend.info.name, "backend": backend.info.backend, "path": backend.info.path,
+                  "sha256": backend.info.sha256, "prompt_format": backend.info.details.get("prompt_format"),
+                  "details": backend.info.details},
+        "data": {"path": str(data_path) if data_path else None, "file_sha256": _file_sha(data_path),
+                 "items_sha256": items_hash(items)},
+        "settings": {**sampling_for(task, 0, max_tokens).key(), "constrained": constrained, "repeats": repeats,
+                     "concurrency": workers},
+        "n_items": len(items),
+        "n_responses": len(records),
+        "primary_metric": task.primary_metric,
+        **scored,
+        **timing_summary(records),
+        "cache": {"hits": sum(r.cached for r in records), "misses": sum(not r.cached for r in records)},
+        "wall_s": round(time.perf_counter() - t_start, 3),
+    }
+    result = EvalResult(doc=doc, records=records, run_id=run_id, run_dir=run_dir)
+    if run_dir is not None and run_id is not None:
+        _write_run(task, result, run_dir)
+        store.record_run(run_id, "eval", task.name, backend.info.name, backend.info.sha256, run_dir, "complete",
+                         {"primary_metric": task.primary_metric,
+                          "value": doc["metrics"].get(task.primary_metric), "n_items": len(items)})
+    if own_store:
+        store.close()
+    return result
+
+
+def _write_run(task: Task, result: EvalResult, run_dir: Path) -> None:
+    from honed.evaluate.summary import markdown_summary
+
+    with (run_dir / "items.jsonl.tmp").open("w", encoding="utf-8") as fh:
+        for rec in result.records:
+            fh.write(json.dumps(rec.__dict__, ensure_ascii=False, default=str) + "\n")
+    (run_dir / "items.jsonl.tmp").replace(run_dir / "items.jsonl")
+    write_json_atomic(run_dir / "result.json", result.doc)
+    spec_text = task.source.read_text(encoding="utf-8") if task.source else canonical_json(task.spec.model_dump())
+    write_json_atomic(run_dir / "manifest.json", {
+        "run_id": result.run_id,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "task": {"name": task.name, "file": str(task.source), "sha256": sha256_text(spec_text)},
+        "task_dir": str(task.root),
+        "data": result.doc["data"],
+        "model": result.doc["model"],
+        "settings": result.doc["settings"],
+        "versions": {"honed": __version__, "python": platform.python_version(),
+                     "llama_cpp_python": _version("llama-cpp-python"), "transformers": _version("transformers"),
+                     "platform": platform.platform()},
+    })
+    write_json_atomic(run_dir / "task.json", task.spec.model_dump(by_alias=True))
+    write_text_atomic(run_dir / "summary.md", markdown_summary(result.doc))

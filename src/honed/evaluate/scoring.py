@@ -1,0 +1,145 @@
+"""From per-item records to the numbers: the kind's metrics, their 95% CIs, failures by cause.
+
+The same per-item view (`ItemView`) feeds the point estimates, the bootstrap CIs and the paired comparison,
+so a metric is defined once and resampled, never re-derived.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from honed.evaluate import scorers, stats
+from honed.evaluate.output import FAILURE_CAUSES
+from honed.task.spec import Task
+
+RATE_METRICS = ("accuracy", "valid_json_rate", "schema_valid_rate", "exact_match", "format_pass_rate",
+                "keyword_hit_rate")
+F1_METRICS = ("macro_f1", "field_f1", "entity_f1", "relationship_f1")
+
+
+@dataclass
+class ItemRecord:
+    """One (item, repeat): what was asked, what came back, how it was judged."""
+
+    id: str
+    repeat: int
+    expected: Any
+    answer: Any
+    correct: bool
+    cause: str | None  # None when correct; else one of FAILURE_CAUSES
+    text: str
+    finish_reason: str
+    latency_s: float
+    ttft_s: float | None
+    prompt_tokens: int
+    completion_tokens: int
+    cached: bool
+    valid_json: bool = True
+    schema_valid: bool = True
+
+
+def is_correct(task: Task, expected: Any, answer: Any, cause: str | None, text: str, keywords: list[str]) -> bool:
+    """Whether a parsed answer is right. Generate items are right when every format rule passes."""
+    if cause is not None:
+        return False
+    if task.kind == "extract":
+        return scorers.flatten_json(expected) == scorers.flatten_json(answer)
+    if task.kind == "generate":
+        assert task.spec.generate is not None
+        rules = [(r.name, r.pattern, r.must_match) for r in task.spec.generate.rules]
+        return scorers.generate_report([text], rules, [keywords])["format_pass_rate"] == 1.0
+    return answer == expected
+
+
+def _kind_report(task: Task, recs: Sequence[ItemRecord], keywords: Sequence[list[str]]) -> dict[str, Any]:
+    if task.kind == "classify":
+        return scorers.classification_report([r.expected for r in recs],
+                                             [None if r.cause else r.answer for r in recs])
+    if task.kind == "pick":
+        assert task.spec.pick is not None
+        return scorers.pick_report([r.expected for r in recs], [None if r.cause else r.answer for r in recs],
+                                   task.spec.pick.none_label)
+    if task.kind == "extract":
+        ex = task.spec.extract
+        assert ex is not None
+        return scorers.extract_report(
+            [r.expected for r in recs], [r.answer if r.valid_json else None for r in recs],
+            [r.valid_json for r in recs], [r.schema_valid for r in recs],
+            entities_key=ex.entities_key, entity_name_field=ex.entity_name_field,
+            relationships_key=ex.relationships_key, relationship_fields=ex.relationship_fields)
+    assert task.spec.generate is not None
+    rules = [(r.name, r.pattern, r.must_match) for r in task.spec.generate.rules]
+    return scorers.generate_report([r.text for r in recs], rules, list(keywords))
+
+
+def metric_on(task: Task, recs: Sequence[ItemRecord], keywords: Sequence[list[str]], metric: str,
+              n_repeats: int = 1) -> Callable[[np.ndarray], float]:
+    """A function of resampled item indices → the metric; repeats of one item travel together."""
+    n_items = len(recs) // n_repeats
+
+    def stat(idx: np.ndarray) -> float:
+        obs = [recs[r * n_items + i] for r in range(n_repeats) for i in idx]
+        kws = [keywords[i] for _ in range(n_repeats) for i in idx]
+        value = _kind_report(task, obs, kws).get(metric)
+        return float("nan") if value is None else float(value)
+
+    return stat
+
+
+def score(task: Task, recs: list[ItemRecord], keywords: list[list[str]], n_repeats: int = 1,
+          n_resamples: int = 1000) -> dict[str, Any]:
+    """Metrics, CIs, failures and consistency for records ordered repeat-major (all items of repeat 0 first)."""
+    n_items = len(recs) // n_repeats
+    kw_all = [keywords[i % n_items] for i in range(len(recs))]
+    report = _kind_report(task, recs, kw_all)
+    ci: dict[str, list[float] | None] = {}
+    for name in RATE_METRICS:
+        value = report.get(name)
+        if isinstance(value, (int, float)):
+            ci[name] = list(stats.wilson_ci(round(value * len(recs)), len(recs)))
+    for name in F1_METRICS:
+        if isinstance(report.get(name), (int, float)):
+            ci[name] = list(stats.bootstrap_ci(metric_on(task, recs, keywords, name, n_repeats), n_items,
+                                               n_resamples=n_resamples))
+    failures = Counter(r.cause for r in recs if r.cause is not None)
+    doc_failures = {cause: failures.get(cause, 0) for cause in FAILURE_CAUSES}
+    consistency = None
+    if n_repeats > 1:
+        answers = [[_hashable(recs[r * n_items + i].answer) for r in range(n_repeats)] for i in range(n_items)]
+        consistency = scorers.consistency(answers)
+    return {"metrics": report, "ci": ci, "failures": doc_failures, "consistency": consistency}
+
+
+def _hashable(value: Any) -> Any:
+    import json
+
+    return value if isinstance(value, (str, int, float, type(None))) else json.dumps(value, sort_keys=True)
+
+
+def timing_summary(recs: Sequence[ItemRecord]) -> dict[str, Any]:
+    """Latency and TTFT percentiles (ms), decode tokens/s and model-time items/s over all responses."""
+    lat = np.array([r.latency_s for r in recs], dtype=float) * 1000
+    ttft = np.array([r.ttft_s for r in recs if r.ttft_s is not None], dtype=float) * 1000
+    gen_time = sum(max(r.latency_s - (r.ttft_s or 0.0), 0.0) for r in recs if r.completion_tokens > 1)
+    gen_tokens = sum(r.completion_tokens - 1 for r in recs if r.completion_tokens > 1)
+
+    def pct(a: np.ndarray) -> dict[str, float | None]:
+        if a.size == 0:
+            return {"p50": None, "p95": None, "mean": None}
+        return {"p50": round(float(np.percentile(a, 50)), 2), "p95": round(float(np.percentile(a, 95)), 2),
+                "mean": round(float(a.mean()), 2)}
+
+    total = float(lat.sum()) / 1000
+    return {
+        "latency_ms": pct(lat),
+        "ttft_ms": pct(ttft),
+        "tokens_per_s": round(gen_tokens / gen_time, 2) if gen_time > 0 else None,
+        "items_per_s": round(len(recs) / total, 3) if total > 0 else None,
+        "prompt_tokens": {"mean": round(float(np.mean([r.prompt_tokens for r in recs])), 1)},
+        "completion_tokens": {"mean": round(float(np.mean([r.completion_tokens for r in recs])), 1)},
+    }

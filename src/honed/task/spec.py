@@ -1,0 +1,281 @@
+"""The task specification: `honed.toml`, validated by pydantic.
+
+Every field has a docstring; validation collects all errors and reports them together with file and key.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import jsonschema
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from honed.errors import TaskError
+
+Kind = Literal["classify", "pick", "extract", "generate"]
+SPLITS = ("train", "val", "test")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+
+class DataSpec(_Strict):
+    train: str | None = None
+    """JSONL file of training items, relative to honed.toml."""
+    val: str | None = None
+    """JSONL file of validation items (used during training for early stopping)."""
+    test: str | None = None
+    """JSONL file of the locked test items that every evaluation and gate uses."""
+    id_field: str = "id"
+    """Field that holds an item's id; items without it get their line number."""
+    expected_field: str = "expected"
+    """Field that holds the expected answer."""
+
+
+class PromptSpec(_Strict):
+    system: str | None = None
+    """System message. Leave empty for models whose template has no system role."""
+    template: str
+    """Jinja2 template of the user message; item fields are variables, plus `labels`, `candidates`, `task`."""
+
+
+class ClassifySpec(_Strict):
+    labels: list[str] = Field(min_length=2)
+    """The closed label set."""
+    none_label: str | None = None
+    """Optional out-of-scope label (e.g. "NONE") that the model may answer when no label fits."""
+    descriptions: dict[str, str] = {}
+    """Optional one-line description per label, available to the template as `descriptions`."""
+
+    @model_validator(mode="after")
+    def _check(self) -> ClassifySpec:
+        if len(set(self.labels)) != len(self.labels):
+            raise ValueError("labels must be unique")
+        if self.none_label is not None and self.none_label in self.labels:
+            raise ValueError(f"none_label {self.none_label!r} must not also be in labels")
+        unknown = set(self.descriptions) - set(self.all_labels)
+        if unknown:
+            raise ValueError(f"descriptions for unknown labels: {sorted(unknown)}")
+        return self
+
+    @property
+    def all_labels(self) -> list[str]:
+        return self.labels + ([self.none_label] if self.none_label else [])
+
+
+class PickSpec(_Strict):
+    candidates_field: str = "candidates"
+    """Input field holding the list of candidates; the template numbers them from 1."""
+    none_label: str = "NONE"
+    """What the model answers when no candidate fits."""
+
+
+class ExtractSpec(_Strict):
+    json_schema: dict[str, Any] | None = Field(default=None, alias="schema")
+    """JSON Schema of the answer, inline."""
+    schema_file: str | None = None
+    """JSON Schema of the answer, in a file relative to honed.toml."""
+    entities_key: str | None = None
+    """Key of the list of entities (objects), for entity P/R/F1; e.g. "entities"."""
+    entity_name_field: str = "name"
+    """Field of an entity that identifies it."""
+    relationships_key: str | None = None
+    """Key of the list of relationships, for relationship P/R/F1 over (source, relation, target)."""
+    relationship_fields: tuple[str, str, str] = ("source", "relation", "target")
+    """Fields of a relationship object, in (source, relation, target) order."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _one_schema(self) -> ExtractSpec:
+        if (self.json_schema is None) == (self.schema_file is None):
+            raise ValueError("give exactly one of `schema` (inline) or `schema_file`")
+        return self
+
+
+class FormatRule(_Strict):
+    name: str
+    """Name shown in reports."""
+    pattern: str
+    """Python regular expression searched in the output (multiline)."""
+    must_match: bool = True
+    """False: the pattern must NOT occur."""
+
+    @model_validator(mode="after")
+    def _compiles(self) -> FormatRule:
+        try:
+            re.compile(self.pattern)
+        except re.error as exc:
+            raise ValueError(f"rule {self.name!r}: invalid regular expression: {exc}") from None
+        return self
+
+
+class GenerateSpec(_Strict):
+    rules: list[FormatRule] = []
+    """Format rules every output must satisfy."""
+    keywords: list[str] = []
+    """Keywords every output should contain (case-insensitive); items may add their own in `keywords`."""
+
+
+class GenerationSpec(_Strict):
+    max_tokens: int | None = Field(default=None, gt=0)
+    """Generation budget. Default by kind: classify 32, pick 16, extract 512, generate 768."""
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    """0 is greedy; use > 0 with --repeats to measure consistency."""
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    """Nucleus sampling."""
+    seed: int = 0
+    """Base seed; repeat r uses seed + r."""
+    constrained: bool = False
+    """Constrain decoding to the answer space (labels, numbers, JSON schema) where the backend can."""
+    think: bool | None = False
+    """Thinking for models that have it. False: ask them not to think (seed 003)."""
+
+
+class AcceptanceSpec(_Strict):
+    primary_metric: str | None = None
+    """Metric the gate compares. Default by kind: macro_f1 (classify, pick), field_f1 (extract), format_pass_rate."""
+    min_relative_improvement: float = 0.10
+    """The fine-tune must beat its base by this fraction of the base's score (seed 004's 10%)."""
+    max_p95_latency_ms: float | None = None
+    """Latency budget, if any."""
+
+
+DEFAULT_MAX_TOKENS = {"classify": 32, "pick": 16, "extract": 512, "generate": 768}
+DEFAULT_PRIMARY = {"classify": "macro_f1", "pick": "macro_f1", "extract": "field_f1", "generate": "format_pass_rate"}
+
+
+class TaskSpec(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    """Short name: letters, digits, '-', '_', '.'."""
+    kind: Kind
+    """classify | pick | extract | generate."""
+    description: str = ""
+    """What the task is for, in a sentence."""
+    data: DataSpec = DataSpec()
+    prompt: PromptSpec
+    classify: ClassifySpec | None = None
+    pick: PickSpec | None = None
+    extract: ExtractSpec | None = None
+    generate: GenerateSpec | None = None
+    generation: GenerationSpec = GenerationSpec()
+    acceptance: AcceptanceSpec = AcceptanceSpec()
+
+    @model_validator(mode="after")
+    def _kind_section(self) -> TaskSpec:
+        if self.kind == "pick" and self.pick is None:
+            self.pick = PickSpec()
+        if self.kind == "generate" and self.generate is None:
+            self.generate = GenerateSpec()
+        if getattr(self, self.kind) is None:
+            raise ValueError(f"kind = {self.kind!r} needs a [{self.kind}] section")
+        others = [k for k in ("classify", "pick", "extract", "generate") if k != self.kind and getattr(self, k)]
+        if others:
+            raise ValueError(f"kind = {self.kind!r} but the file also has [{'], ['.join(others)}]")
+        return self
+
+
+class Task:
+    """A loaded task: the validated spec plus where it lives."""
+
+    def __init__(self, spec: TaskSpec, root: Path, source: Path | None = None) -> None:
+        self.spec = spec
+        self.root = root
+        self.source = source
+        self.schema: dict[str, Any] | None = None
+        if spec.extract is not None:
+            self.schema = spec.extract.json_schema or _load_schema(root, spec.extract.schema_file or "", source)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def kind(self) -> Kind:
+        return self.spec.kind
+
+    @property
+    def max_tokens(self) -> int:
+        return self.spec.generation.max_tokens or DEFAULT_MAX_TOKENS[self.kind]
+
+    @property
+    def primary_metric(self) -> str:
+        return self.spec.acceptance.primary_metric or DEFAULT_PRIMARY[self.kind]
+
+    @property
+    def labels(self) -> list[str]:
+        """The answer space of a classify task, NONE label included."""
+        return self.spec.classify.all_labels if self.spec.classify else []
+
+    @property
+    def none_label(self) -> str | None:
+        if self.spec.classify:
+            return self.spec.classify.none_label
+        if self.spec.pick:
+            return self.spec.pick.none_label
+        return None
+
+    def split_path(self, split: str) -> Path:
+        if split not in SPLITS:
+            raise TaskError(f"unknown split {split!r}: expected one of {', '.join(SPLITS)}")
+        rel = getattr(self.spec.data, split)
+        where = self.source or self.root
+        if rel is None:
+            raise TaskError(f"{where}: [data] has no `{split}` file; add `{split} = \"path/to/{split}.jsonl\"`")
+        return (self.root / rel).resolve()
+
+
+def _load_schema(root: Path, rel: str, source: Path | None) -> dict[str, Any]:
+    path = root / rel
+    try:
+        schema = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TaskError(f"{source or root}: [extract] schema_file {rel!r} not found at {path}") from None
+    except json.JSONDecodeError as exc:
+        raise TaskError(f"{path}:{exc.lineno}: schema_file is not valid JSON: {exc.msg}") from None
+    return schema
+
+
+def _format_errors(source: Path, exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check its spelling and section)"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        parts.append(f"{key}: {msg}")
+    return f"{source}: invalid task spec ({len(parts)} error{'s' * (len(parts) > 1)}): " + "; ".join(parts)
+
+
+def load_task(path: str | Path) -> Task:
+    """Load a task from a `honed.toml` file or the folder holding one."""
+    p = Path(path)
+    source = p / "honed.toml" if p.is_dir() else p
+    if not source.exists():
+        raise TaskError(f"{source}: task file not found (give a task folder that contains honed.toml, "
+                        "or the path of a honed.toml)")
+    try:
+        raw = tomllib.loads(source.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise TaskError(f"{source}: not valid TOML: {exc}") from None
+    try:
+        spec = TaskSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise TaskError(_format_errors(source, exc)) from None
+    task = Task(spec, source.parent.resolve(), source)
+    if task.schema is not None:
+        try:
+            jsonschema.validators.validator_for(task.schema).check_schema(task.schema)
+        except jsonschema.SchemaError as exc:
+            raise TaskError(f"{source}: [extract] schema is not a valid JSON Schema: {exc.message}") from None
+    from honed.task.prompt import check_template
+
+    check_template(task)
+    return task
