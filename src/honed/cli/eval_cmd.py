@@ -35,6 +35,10 @@ def eval_command(
     constrained: Annotated[Optional[bool], typer.Option("--constrained/--free", help="Constrain decoding to the "
                                                         "answer space (default: the task's setting).")] = None,
     max_tokens: Annotated[Optional[int], typer.Option(min=1, help="Override the task's generation budget.")] = None,
+    temperature: Annotated[Optional[float], typer.Option(min=0.0, max=2.0, help="Override the task's "
+                                                         "temperature.")] = None,
+    think: Annotated[Optional[bool], typer.Option("--think/--no-think", help="Thinking on/off for models that "
+                                                  "have it (default: the task's setting).")] = None,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Only the first N items.")] = None,
     base_url: Annotated[Optional[str], typer.Option(help="Server URL for openai/ollama backends.")] = None,
     adapter: Annotated[Optional[Path], typer.Option(help="PEFT adapter folder (transformers backend).")] = None,
@@ -54,7 +58,8 @@ def eval_command(
         options["adapter"] = str(adapter)
     with open_backend(backend, model, **options) as be:
         result = evaluate(t, be, split, repeats=repeats, concurrency=concurrency, constrained=constrained,
-                          max_tokens=max_tokens, limit=limit, progress=True)
+                          max_tokens=max_tokens, temperature=temperature, think=think, limit=limit,
+                          progress=True)
     _print_md(markdown_summary(result.doc))
     if result.run_dir:
         out.print(f"[dim]run folder: {result.run_dir}[/]", highlight=False)

@@ -13,7 +13,7 @@ from typing import Any
 from honed import __version__
 from honed.backends.base import Backend
 from honed.evaluate.output import parse_output
-from honed.evaluate.scoring import ItemRecord, is_correct, score, timing_summary
+from honed.evaluate.scoring import ItemRecord, is_correct, item_keywords, score, timing_summary
 from honed.store import Store, canonical_json, request_key, sha256_text, write_json_atomic, write_text_atomic
 from honed.task.data import Item, items_hash, load_items
 from honed.task.prompt import build_request
@@ -32,10 +32,13 @@ class EvalResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def sampling_for(task: Task, repeat: int, max_tokens: int | None = None) -> Sampling:
+def sampling_for(task: Task, repeat: int, max_tokens: int | None = None, temperature: float | None = None,
+                 think: bool | None = None) -> Sampling:
+    """The task's decoding settings for repeat `repeat` (seed + repeat), with optional overrides."""
     g = task.spec.generation
-    return Sampling(max_tokens=max_tokens or task.max_tokens, temperature=g.temperature, top_p=g.top_p,
-                    seed=g.seed + repeat, think=g.think)
+    return Sampling(max_tokens=max_tokens or task.max_tokens,
+                    temperature=g.temperature if temperature is None else temperature, top_p=g.top_p,
+                    seed=g.seed + repeat, think=g.think if think is None else think)
 
 
 def _version(module: str) -> str | None:
@@ -45,6 +48,34 @@ def _version(module: str) -> str | None:
         return version(module)
     except PackageNotFoundError:
         return None
+
+
+def peak_memory(backend: Backend) -> dict[str, Any]:
+    """Peak memory of an in-process model: this process's peak RSS, plus GPU memory where nvidia-smi sees it.
+
+    Remote servers' memory cannot be seen from here: reported as unknown (None), never guessed.
+    """
+    if not backend.in_process:
+        return {"peak_memory_mb": None, "memory_source": "unknown (remote server)"}
+    import resource
+    import shutil
+    import subprocess
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    out: dict[str, Any] = {"peak_memory_mb": round(rss, 1), "memory_source": "process peak RSS"}
+    if shutil.which("nvidia-smi"):
+        import os
+
+        try:
+            q = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
+                               capture_output=True, text=True, timeout=10).stdout
+            used = sum(float(m) for p, m in (line.split(",") for line in q.splitlines() if line.strip())
+                       if int(p) == os.getpid())
+            if used:
+                out["gpu_memory_mb"] = used
+        except (OSError, ValueError, subprocess.SubprocessError):
+            pass
+    return out
 
 
 def _file_sha(path: Path | None) -> str | None:
@@ -92,6 +123,8 @@ def evaluate(
     concurrency: int = 1,
     constrained: bool | None = None,
     max_tokens: int | None = None,
+    temperature: float | None = None,
+    think: bool | None = None,
     store: Store | None = None,
     progress: bool = False,
     limit: int | None = None,
@@ -112,7 +145,7 @@ def evaluate(
 
     jobs: list[tuple[int, Item, Request, str, str, str]] = []
     for r in range(repeats):
-        sampling = sampling_for(task, r, max_tokens)
+        sampling = sampling_for(task, r, max_tokens, temperature, think)
         for item in items:
             req = build_request(task, item, sampling, constrained=constrained)
             key, phash, settings = request_key(model_id, req)
@@ -163,7 +196,7 @@ def evaluate(
     for j, (r, item, _req, _k, _p, _s) in enumerate(jobs):
         resp, cached = responses[j]
         parsed = parse_output(task, item.inputs, resp)
-        keywords = list(item.inputs.get("keywords") or [])
+        keywords = item_keywords(task, item.inputs)
         correct = is_correct(task, item.expected, parsed.answer, parsed.cause, parsed.visible, keywords)
         cause = parsed.cause if parsed.cause else (None if correct else "wrong_answer")
         records.append(ItemRecord(
@@ -174,7 +207,7 @@ def evaluate(
             and not (parsed.cause == "cut_at_max_tokens" and parsed.answer is None),
             schema_valid=parsed.cause is None or parsed.cause == "wrong_answer"))
 
-    keywords = [list(i.inputs.get("keywords") or []) for i in items]
+    keywords = [item_keywords(task, i.inputs) for i in items]
     scored = score(task, records, keywords, n_repeats=repeats)
     data_path = None if split == "custom" else task.split_path(split)
     doc: dict[str, Any] = {
@@ -188,13 +221,14 @@ def evaluate(
                   "details": backend.info.details},
         "data": {"path": str(data_path) if data_path else None, "file_sha256": _file_sha(data_path),
                  "items_sha256": items_hash(items)},
-        "settings": {**sampling_for(task, 0, max_tokens).key(), "constrained": constrained, "repeats": repeats,
+        "settings": {**sampling_for(task, 0, max_tokens, temperature, think).key(), "constrained": constrained, "repeats": repeats,
                      "concurrency": workers},
         "n_items": len(items),
         "n_responses": len(records),
         "primary_metric": task.primary_metric,
         **scored,
         **timing_summary(records),
+        **peak_memory(backend),
         "cache": {"hits": sum(r.cached for r in records), "misses": sum(not r.cached for r in records)},
         "wall_s": round(time.perf_counter() - t_start, 3),
     }

@@ -43,12 +43,18 @@ class ItemRecord:
     schema_valid: bool = True
 
 
+def item_keywords(task: Task, inputs: dict[str, Any]) -> list[str]:
+    """Keywords a generate output should contain: the task's, plus the item's own `keywords` field."""
+    own = list(task.spec.generate.keywords) if task.spec.generate else []
+    return own + [k for k in inputs.get("keywords") or [] if k not in own]
+
+
 def is_correct(task: Task, expected: Any, answer: Any, cause: str | None, text: str, keywords: list[str]) -> bool:
     """Whether a parsed answer is right. Generate items are right when every format rule passes."""
     if cause is not None:
         return False
     if task.kind == "extract":
-        return scorers.flatten_json(expected) == scorers.flatten_json(answer)
+        return scorers.json_equal(expected, answer)
     if task.kind == "generate":
         assert task.spec.generate is not None
         rules = [(r.name, r.pattern, r.must_match) for r in task.spec.generate.rules]
@@ -56,14 +62,17 @@ def is_correct(task: Task, expected: Any, answer: Any, cause: str | None, text: 
     return answer == expected
 
 
+def _valid(r: ItemRecord) -> Any:
+    """The answer where the output was valid (right or wrong); None where it was not an answer at all."""
+    return r.answer if r.cause in (None, "wrong_answer") else None
+
+
 def _kind_report(task: Task, recs: Sequence[ItemRecord], keywords: Sequence[list[str]]) -> dict[str, Any]:
     if task.kind == "classify":
-        return scorers.classification_report([r.expected for r in recs],
-                                             [None if r.cause else r.answer for r in recs])
+        return scorers.classification_report([r.expected for r in recs], [_valid(r) for r in recs])
     if task.kind == "pick":
         assert task.spec.pick is not None
-        return scorers.pick_report([r.expected for r in recs], [None if r.cause else r.answer for r in recs],
-                                   task.spec.pick.none_label)
+        return scorers.pick_report([r.expected for r in recs], [_valid(r) for r in recs], task.spec.pick.none_label)
     if task.kind == "extract":
         ex = task.spec.extract
         assert ex is not None
@@ -74,7 +83,9 @@ def _kind_report(task: Task, recs: Sequence[ItemRecord], keywords: Sequence[list
             relationships_key=ex.relationships_key, relationship_fields=ex.relationship_fields)
     assert task.spec.generate is not None
     rules = [(r.name, r.pattern, r.must_match) for r in task.spec.generate.rules]
-    return scorers.generate_report([r.text for r in recs], rules, list(keywords))
+    # the visible answer (thinking stripped), not the raw text
+    return scorers.generate_report([r.answer if isinstance(r.answer, str) else "" for r in recs], rules,
+                                   list(keywords))
 
 
 def metric_on(task: Task, recs: Sequence[ItemRecord], keywords: Sequence[list[str]], metric: str,

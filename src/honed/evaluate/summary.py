@@ -66,8 +66,7 @@ def markdown_summary(doc: dict[str, Any]) -> str:
                          f"{row['support']} |")
     conf = m.get("confusion")
     if conf and len(conf["labels"]) <= 12:
-        cols = conf["labels"] + (["INVALID"] if conf["matrix"] and len(conf["matrix"][0]) > len(conf["labels"])
-                                 else [])
+        cols = conf.get("columns") or conf["labels"]
         lines += ["", "confusion (rows: expected, columns: predicted)", "",
                   "| | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
         for label, row in zip(conf["labels"], conf["matrix"]):

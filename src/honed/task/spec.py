@@ -146,6 +146,44 @@ class AcceptanceSpec(_Strict):
     """Latency budget, if any."""
 
 
+class ArmSpec(_Strict):
+    """One bake-off arm: a model plus the settings it runs with."""
+
+    model: str
+    """Alias, .gguf path (e.g. a rung made by `honed quantize`), HF folder, or served model name."""
+    label: str | None = None
+    """Name in reports (default: derived from the model and settings)."""
+    backend: str = "llamacpp"
+    """llamacpp | openai | ollama | transformers."""
+    base_url: str | None = None
+    """Server URL for HTTP backends."""
+    adapter: str | None = None
+    """PEFT adapter folder (transformers backend)."""
+    constrained: bool | None = None
+    """Constrained decoding on/off (default: the task's setting)."""
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    """Temperature override."""
+    think: bool | None = None
+    """Thinking on/off for models that have it."""
+    max_tokens: int | None = Field(default=None, gt=0)
+    """Generation budget override."""
+
+    def display(self) -> str:
+        if self.label:
+            return self.label
+        name = Path(self.model).name.removesuffix(".gguf") if self.model.endswith(".gguf") else self.model
+        extras = [f"{k}={v}" for k, v in (("constrained", self.constrained), ("T", self.temperature),
+                                          ("think", self.think)) if v is not None]
+        return name + (f" [{', '.join(extras)}]" if extras else "")
+
+
+class BakeoffSpec(_Strict):
+    arms: list[ArmSpec] = []
+    """Arms compared by `honed bakeoff` when none are given on the command line."""
+    hardware: str = "cpu-2core-vm"
+    """Hardware profile for the cost model (see `honed bakeoff --help`)."""
+
+
 DEFAULT_MAX_TOKENS = {"classify": 32, "pick": 16, "extract": 512, "generate": 768}
 DEFAULT_PRIMARY = {"classify": "macro_f1", "pick": "macro_f1", "extract": "field_f1", "generate": "format_pass_rate"}
 
@@ -165,6 +203,7 @@ class TaskSpec(_Strict):
     generate: GenerateSpec | None = None
     generation: GenerationSpec = GenerationSpec()
     acceptance: AcceptanceSpec = AcceptanceSpec()
+    bakeoff: BakeoffSpec = BakeoffSpec()
 
     @model_validator(mode="after")
     def _kind_section(self) -> TaskSpec:
