@@ -47,8 +47,12 @@ def _check_expected(task: Task, item: Item, where: str) -> None:
             path = "/".join(str(p) for p in errors[0].path) or "(root)"
             raise DataError(f"{where}: expected answer does not satisfy the task's schema at {path}: "
                             f"{errors[0].message}")
-    elif exp is not None and not isinstance(exp, str):
-        raise DataError(f"{where}: field {task.spec.data.expected_field!r} must be a string for a generate task")
+    else:
+        if exp is not None and not isinstance(exp, str):
+            raise DataError(f"{where}: field {task.spec.data.expected_field!r} must be a string for a generate task")
+        kws = item.inputs.get("keywords")
+        if kws is not None and not (isinstance(kws, list) and all(isinstance(k, str) for k in kws)):
+            raise DataError(f"{where}: field 'keywords' must be a list of strings")
 
 
 def load_items(task: Task, split: str = "test", path: Path | None = None) -> list[Item]:

@@ -41,7 +41,8 @@ class PromptSpec(_Strict):
     system: str | None = None
     """System message. Leave empty for models whose template has no system role."""
     template: str
-    """Jinja2 template of the user message; item fields are variables, plus `labels`, `candidates`, `task`."""
+    """Jinja2 template of the user message. Variables: the item's fields, `task`; classify: `labels`, `none_label`,
+    `descriptions`; pick: `candidates`, `numbered_candidates`, `none_label`; extract: `schema` (JSON text)."""
 
 
 class ClassifySpec(_Strict):

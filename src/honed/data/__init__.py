@@ -1,0 +1,1 @@
+"""Data: turning data sets (public ones, files, logs) into honed task folders."""
