@@ -19,9 +19,10 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from honed.cli import data_cmd, eval_cmd
+    from honed.cli import bakeoff_cmd, data_cmd, eval_cmd
 
     eval_cmd.register(app)
+    bakeoff_cmd.register(app)
     app.add_typer(data_cmd.app, name="data")
 
 

@@ -1,0 +1,213 @@
+"""`bakeoff(task, arms)`: candidate models × quantizations × settings on the same locked items.
+
+Each arm runs as its own `honed eval` process, one after another: its peak RSS is then its own (not the
+previous arm's), a crash loses one arm, and the cache makes the whole bake-off resumable. Arms never run
+concurrently, so one arm's latency is not inflated by another's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from honed.cost import (CloudPrice, HardwareProfile, breakeven_requests_per_day, cloud_cost_per_1k,
+                        local_cost_per_1k)
+from honed.errors import UserError
+from honed.evaluate import stats
+from honed.evaluate.compare import compare_runs, load_run
+from honed.evaluate.scoring import ItemRecord
+from honed.store import Store
+from honed.task.spec import ArmSpec, Task
+
+_BOOL = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
+
+
+def parse_arm(text: str) -> ArmSpec:
+    """`MODEL[,key=value...]` or `key=value,...` → an arm. Keys: the fields of ArmSpec."""
+    fields: dict[str, Any] = {}
+    for i, part in enumerate(p.strip() for p in text.split(",") if p.strip()):
+        if "=" not in part:
+            if i == 0:
+                fields["model"] = part
+                continue
+            raise UserError(f"arm {text!r}: {part!r} is not key=value (keys: {', '.join(ArmSpec.model_fields)})")
+        key, value = (s.strip() for s in part.split("=", 1))
+        if key not in ArmSpec.model_fields:
+            raise UserError(f"arm {text!r}: unknown key {key!r} (keys: {', '.join(ArmSpec.model_fields)})")
+        if key in ("constrained", "think"):
+            if value.lower() not in _BOOL:
+                raise UserError(f"arm {text!r}: {key} must be true or false, got {value!r}")
+            fields[key] = _BOOL[value.lower()]
+        else:
+            fields[key] = value
+    if "model" not in fields:
+        raise UserError(f"arm {text!r}: no model (write `MODEL,...` or `model=...`)")
+    try:
+        return ArmSpec.model_validate(fields)
+    except Exception as exc:  # pydantic's ValidationError: report it in one line
+        raise UserError(f"arm {text!r}: {exc}") from None
+
+
+def _eval_args(task: Task, arm: ArmSpec, split: str, repeats: int, limit: int | None, out: Path) -> list[str]:
+    args = [sys.executable, "-m", "honed", "eval", str(task.source or task.root), "--model", arm.model,
+            "--backend", arm.backend, "--split", split, "--repeats", str(repeats), "--json", str(out)]
+    for flag, value in (("--base-url", arm.base_url), ("--adapter", arm.adapter), ("--max-tokens", arm.max_tokens),
+                        ("--temperature", arm.temperature), ("--limit", limit)):
+        if value is not None:
+            args += [flag, str(value)]
+    if arm.constrained is not None:
+        args.append("--constrained" if arm.constrained else "--free")
+    if arm.think is not None:
+        args.append("--think" if arm.think else "--no-think")
+    return args
+
+
+@dataclass
+class ArmRun:
+    arm: ArmSpec
+    doc: dict[str, Any]
+    records: list[ItemRecord]
+    run_dir: Path
+
+
+def run_arms(task: Task, arms: list[ArmSpec], *, split: str = "test", repeats: int = 1, limit: int | None = None,
+             quiet: bool = False) -> list[ArmRun]:
+    """Run every arm through `honed eval` in its own process (cached, resumable)."""
+    labels = [a.display() for a in arms]
+    dupes = {x for x in labels if labels.count(x) > 1}
+    if dupes:
+        raise UserError(f"two arms share the label {sorted(dupes)[0]!r}: give them distinct `label=`s")
+    store = Store()
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, arm in enumerate(arms):
+            out = Path(tmp) / f"arm{i}.json"
+            proc = subprocess.run(_eval_args(task, arm, split, repeats, limit, out), env=dict(os.environ),
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE if quiet else None, text=True)
+            if proc.returncode != 0:
+                detail = (proc.stderr or "").strip().splitlines()[-1:] if quiet else []
+                raise UserError(f"arm {arm.display()!r} failed (exit {proc.returncode})"
+                                + (f": {detail[0]}" if detail else "") + "; fix it and re-run: finished arms "
+                                "are cached")
+            doc = json.loads(out.read_text())
+            run_dir = store.find_run(doc["run_id"])
+            assert run_dir is not None
+            _, records, _ = load_run(run_dir)
+            runs.append(ArmRun(arm, doc, records, run_dir))
+    store.close()
+    return runs
+
+
+def pareto_flags(points: list[dict[str, float | None]], maximize: set[str],
+                 tolerance: dict[str, float] | None = None) -> list[bool]:
+    """True for each point that no other point dominates. A dimension unknown (None) for either point of a
+    pair is left out of that pair's comparison, rather than guessed. `tolerance` gives, per dimension, a
+    relative difference below which two values count as equal (peak RSS wobbles by a few MB between runs)."""
+    tolerance = tolerance or {}
+    flags = []
+    for i, p in enumerate(points):
+        dominated = False
+        for j, q in enumerate(points):
+            if i == j:
+                continue
+            better_or_equal, strictly = True, False
+            for key, pv in p.items():
+                qv = q.get(key)
+                if pv is None or qv is None:
+                    continue
+                if abs(qv - pv) <= tolerance.get(key, 0.0) * max(abs(pv), abs(qv)):
+                    continue
+                q_better = qv > pv if key in maximize else qv < pv
+                q_worse = qv < pv if key in maximize else qv > pv
+                if q_worse:
+                    better_or_equal = False
+                    break
+                strictly = strictly or q_better
+            if better_or_equal and strictly:
+                dominated = True
+                break
+        flags.append(not dominated)
+    return flags
+
+
+def analyse(task: Task, runs: list[ArmRun], hardware: HardwareProfile, hardware_as_of: str,
+            prices: list[CloudPrice], prices_as_of: str) -> dict[str, Any]:
+    """The bake-off document: per arm its numbers, cost, Pareto flag and p-value against the best arm."""
+    metric = task.primary_metric
+    n = {r.doc["n_items"] for r in runs}
+    if len(n) != 1:
+        raise UserError(f"arms ran on different item counts {sorted(n)}: run them on the same split and limit")
+    quality = [r.doc["metrics"].get(metric) or 0.0 for r in runs]
+    best = max(range(len(runs)), key=lambda i: (quality[i], -(runs[i].doc["latency_ms"]["p95"] or 0)))
+    raw_p: dict[int, float] = {}
+    details: dict[int, dict[str, Any]] = {}
+    for i, r in enumerate(runs):
+        if i != best:
+            cmp = compare_runs(runs[best].run_dir, r.run_dir)
+            raw_p[i] = cmp["primary"]["p_value"]
+            details[i] = {"diff": cmp["primary"]["diff"], "ci": cmp["primary"]["ci"],
+                          "p_value_raw": cmp["primary"]["p_value"],
+                          "mcnemar_p": cmp["accuracy"]["mcnemar"]["p_value"]}
+    adjusted = dict(zip(raw_p, stats.holm(list(raw_p.values())))) if raw_p else {}
+    arms = []
+    for i, r in enumerate(runs):
+        d = r.doc
+        sec = (d["latency_ms"]["mean"] or 0) / 1000
+        cost = local_cost_per_1k(hardware, sec) if sec > 0 else None
+        p_tok, c_tok = d["prompt_tokens"]["mean"], d["completion_tokens"]["mean"]
+        cloud = []
+        for price in prices:
+            c = cloud_cost_per_1k(price, p_tok, c_tok)
+            cloud.append({"name": price.name, "cost_per_1k": round(c, 6),
+                          "breakeven_requests_per_day": None if sec <= 0 else
+                          (lambda v: None if v is None else round(v))(breakeven_requests_per_day(hardware, sec, c))})
+        arms.append({
+            "label": r.arm.display(),
+            "arm": r.arm.model_dump(exclude_none=True),
+            "run_id": d["run_id"],
+            "model": d["model"],
+            "settings": d["settings"],
+            "metrics": d["metrics"],
+            "ci": d["ci"],
+            "primary": quality[i],
+            "latency_ms": d["latency_ms"],
+            "ttft_ms": d["ttft_ms"],
+            "tokens_per_s": d["tokens_per_s"],
+            "items_per_s": d["items_per_s"],
+            "peak_memory_mb": d.get("peak_memory_mb"),
+            "memory_source": d.get("memory_source"),
+            "gpu_memory_mb": d.get("gpu_memory_mb"),
+            "cost_per_1k": None if cost is None else round(cost, 6),
+            "cloud": cloud,
+            "consistency": d.get("consistency"),
+            "failures": d["failures"],
+            "best": i == best,
+            "vs_best": None if i == best else round(adjusted[i], 6),
+            "vs_best_detail": details.get(i),
+            "latencies_ms": [round(x.latency_s * 1000, 2) for x in r.records],
+        })
+    flags = pareto_flags([{"quality": a["primary"], "p95": a["latency_ms"]["p95"], "memory": a["peak_memory_mb"],
+                           "cost": a["cost_per_1k"]} for a in arms], maximize={"quality"},
+                         tolerance={"memory": 0.05})
+    for a, f in zip(arms, flags):
+        a["pareto"] = f
+    return {
+        "task": task.name,
+        "kind": task.kind,
+        "split": runs[0].doc["split"],
+        "n_items": runs[0].doc["n_items"],
+        "data": runs[0].doc["data"],
+        "primary_metric": metric,
+        "best": arms[best]["label"],
+        "hardware": {**hardware.model_dump(), "as_of": hardware_as_of},
+        "cloud_prices_as_of": prices_as_of,
+        "significance": "vs_best: Holm-adjusted p-value of a paired bootstrap on the primary metric "
+                        "(2,000 resamples) against the best arm; vs_best_detail also gives exact McNemar on accuracy",
+        "arms": arms,
+    }

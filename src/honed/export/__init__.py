@@ -1,0 +1,1 @@
+"""Export: quantization (and, later, merge → GGUF → delivery package)."""
