@@ -1,0 +1,221 @@
+"""An in-process Hugging Face model (transformers, optionally with a PEFT adapter): the backend that evaluates
+what `honed tune` trains, before it is merged and exported.
+
+`model` is an HF checkpoint folder, a .gguf file or a model alias. A GGUF is loaded through transformers' GGUF
+loader, dequantized: the same tokens as llama.cpp and, on SmolLM2, the same greedy answers (llama.cpp computes
+with quantized weights, so on other models an answer may differ where two tokens are nearly tied).
+The prompt is rendered by honed's one prompt builder with the tokenizer's chat template, exactly as
+`LlamaCppBackend` renders it from the GGUF.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from honed.backends.base import Backend
+from honed.backends.models import file_sha256, resolve_gguf
+from honed.errors import MissingDependency, ModelNotFound
+from honed.task.prompt import PLAIN_STOP, render_chat, render_plain
+from honed.types import ModelInfo, Request, Response
+
+# Tokens that end a turn in the common chat formats; llama.cpp treats them as end-of-generation too.
+_END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>", "<|endoftext|>", "<|end_of_text|>")
+_WEIGHTS = ("*.safetensors", "*.bin")
+_ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
+
+
+def _locate(model: str) -> tuple[Path, str | None]:
+    """(folder, gguf file name or None) for a checkpoint folder, a .gguf path or an alias."""
+    p = Path(model).expanduser()
+    if p.is_dir():
+        if not (p / "config.json").exists():
+            raise ModelNotFound(f"{p} is not a Hugging Face checkpoint (no config.json)")
+        return p.resolve(), None
+    gguf = resolve_gguf(model)
+    return gguf.parent, gguf.name
+
+
+def checkpoint_sha256(folder: Path, adapter: Path | None = None) -> str:
+    """sha256 over a checkpoint's weight files (sorted by name; each as `name:sha256`), then the adapter's."""
+    digest = hashlib.sha256()
+    weights = sorted({f for pattern in _WEIGHTS for f in folder.glob(pattern)})
+    for f in weights:
+        digest.update(f"{f.name}:{file_sha256(f)}\n".encode())
+    if adapter is not None:
+        digest.update(f"adapter:{adapter_sha256(adapter)}\n".encode())
+    return digest.hexdigest()
+
+
+def adapter_sha256(adapter: Path) -> str:
+    """sha256 over a PEFT adapter's config and weights (`name:sha256` lines, in a fixed order)."""
+    digest = hashlib.sha256()
+    for name in _ADAPTER_FILES:
+        if (adapter / name).exists():
+            digest.update(f"{name}:{file_sha256(adapter / name)}\n".encode())
+    return digest.hexdigest()
+
+
+class TransformersBackend(Backend):
+    """A transformers model in this process; greedy when temperature is 0, else sampled with `sampling.seed`.
+
+    `info.sha256`: for a GGUF, the file's sha256 (as `LlamaCppBackend` reports it); for a checkpoint folder,
+    `checkpoint_sha256` over its sorted weight files. With an adapter, the sha256 of `base-sha256 + adapter`
+    (`adapter_sha256` over adapter_config.json and the adapter weights), so a tuned model never shares an
+    identity with its base. The response cache key adds the backend name (see `cache_identity`).
+    """
+
+    name = "transformers"
+    streams = True
+    in_process = True
+
+    def __init__(self, model: str, *, adapter: str | None = None, device: str = "auto",
+                 dtype: str = "auto") -> None:
+        try:
+            import torch
+            import transformers
+        except ImportError as exc:
+            raise MissingDependency(exc.name or "transformers", extra="train",
+                                    why="the transformers backend") from None
+        folder, gguf = _locate(model)
+        adapter_dir = Path(adapter).expanduser().resolve() if adapter else None
+        if adapter_dir is not None and not (adapter_dir / "adapter_config.json").exists():
+            raise ModelNotFound(f"{adapter_dir} is not a PEFT adapter folder (no adapter_config.json)")
+        self._torch = torch
+        self.device = device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+        # float32 on CPU (bf16 matmuls there are slow and less exact); the checkpoint's own dtype on a GPU.
+        torch_dtype: Any = getattr(torch, dtype) if dtype != "auto" else (
+            torch.float32 if self.device == "cpu" else "auto")
+        kwargs: dict[str, Any] = {"gguf_file": gguf} if gguf else {}
+        self._tok = transformers.AutoTokenizer.from_pretrained(folder, **kwargs)
+        net = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype, **kwargs)
+        if gguf:
+            # The weights are plain dequantized tensors; without this PEFT and saving treat them as quantized.
+            net.hf_quantizer = None
+            if hasattr(net.config, "quantization_config"):
+                del net.config.quantization_config
+        if adapter_dir is not None:
+            try:
+                from peft import PeftModel
+            except ImportError:
+                raise MissingDependency("peft", extra="train", why="loading an adapter") from None
+            net = PeftModel.from_pretrained(net, str(adapter_dir))
+        self._net = net.to(self.device).eval()
+        self._template = self._tok.chat_template
+        self._eos_ids = self._end_ids()
+        self._lock = threading.Lock()
+        base_sha = file_sha256(folder / gguf) if gguf else checkpoint_sha256(folder)
+        sha = base_sha if adapter_dir is None else hashlib.sha256(
+            f"{base_sha}+adapter:{adapter_sha256(adapter_dir)}".encode()).hexdigest()
+        self.info = ModelInfo(
+            name=model, backend=self.name, path=str(folder / gguf) if gguf else str(folder), sha256=sha,
+            chat_template=bool(self._template),
+            details={"source": "gguf" if gguf else "checkpoint", "base_sha256": base_sha,
+                     "adapter": str(adapter_dir) if adapter_dir else None, "device": self.device,
+                     "dtype": str(next(self._net.parameters()).dtype).removeprefix("torch."),
+                     "architecture": getattr(net.config, "model_type", None),
+                     "prompt_format": "chat_template" if self._template else "plain_completion"},
+        )
+
+    def _end_ids(self) -> list[int]:
+        ids = set()
+        cfg = getattr(self._net, "generation_config", None)
+        eos = getattr(cfg, "eos_token_id", None)
+        ids.update(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        if self._tok.eos_token_id is not None:
+            ids.add(self._tok.eos_token_id)
+        added = self._tok.get_added_vocab()
+        ids.update(added[t] for t in _END_OF_TURN if t in added)
+        return sorted(ids)
+
+    def cache_identity(self) -> str:
+        # Same file as LlamaCppBackend, different numerics and timings: never share cached responses.
+        return f"{self.name}:{self.info.sha256}"
+
+    def render(self, request: Request) -> str:
+        """The exact prompt text for a request (the same as LlamaCppBackend renders for the same GGUF)."""
+        if self._template:
+            return render_chat(request.messages, self._template, bos_token=self._tok.bos_token or "",
+                               eos_token=self._tok.eos_token or "")
+        return render_plain(request.messages)
+
+    def tokenize(self, prompt: str) -> list[int]:
+        """Prompt text → token ids; the tokenizer adds BOS only where the rendered text does not carry it."""
+        bos = self._tok.bos_token
+        has_bos = bool(bos) and prompt.startswith(bos)
+        return list(self._tok(prompt, add_special_tokens=not has_bos)["input_ids"])
+
+    def logits(self, token_ids: Sequence[int]) -> Any:
+        """The model's next-token logits after every position of `token_ids`: a float tensor [len, vocab]."""
+        torch = self._torch
+        with self._lock, torch.inference_mode():
+            out = self._net(input_ids=torch.tensor([list(token_ids)], device=self.device))
+        return out.logits[0].float().cpu()
+
+    def _one(self, request: Request) -> Response:
+        import transformers
+
+        torch = self._torch
+        prompt = self.render(request)
+        ids = self.tokenize(prompt)
+        s = request.sampling
+        stop = list(s.stop) + ([] if self._template else list(PLAIN_STOP))
+        sample = s.temperature > 0
+        config = transformers.GenerationConfig(
+            max_new_tokens=s.max_tokens, do_sample=sample, temperature=s.temperature if sample else None,
+            top_p=s.top_p if sample else None, top_k=0 if sample else None, repetition_penalty=1.0,
+            eos_token_id=self._eos_ids, pad_token_id=self._tok.pad_token_id or self._eos_ids[0],
+            stop_strings=stop or None)
+        clock = _FirstTokenClock()
+        t0 = clock.t0 = time.perf_counter()
+        try:
+            with torch.random.fork_rng(devices=[]), torch.inference_mode():
+                torch.manual_seed(s.seed)
+                out = self._net.generate(
+                    input_ids=torch.tensor([ids], device=self.device),
+                    attention_mask=torch.ones(1, len(ids), dtype=torch.long, device=self.device),
+                    generation_config=config, streamer=clock, tokenizer=self._tok if stop else None)
+        except (ValueError, RuntimeError) as exc:  # e.g. a prompt longer than the model's positions
+            return Response(text="", finish_reason="error", prompt_tokens=len(ids),
+                            latency_s=time.perf_counter() - t0, error=str(exc), prompt_text=prompt)
+        latency = time.perf_counter() - t0
+        new = out[0, len(ids):].tolist()
+        ended = bool(new) and new[-1] in self._eos_ids
+        text = self._tok.decode(new[:-1] if ended else new, skip_special_tokens=True)
+        cut = min((i for i in (text.find(x) for x in stop) if i >= 0), default=-1)
+        if cut >= 0:
+            text = text[:cut]
+        finish = "stop" if ended or cut >= 0 or len(new) < s.max_tokens else "length"
+        return Response(text=text, finish_reason=finish, prompt_tokens=len(ids), completion_tokens=len(new),
+                        ttft_s=clock.ttft_s, latency_s=latency, prompt_text=prompt)
+
+    def generate(self, requests: Sequence[Request]) -> list[Response]:
+        with self._lock:  # one model, one request at a time (and the seeded RNG stays ours)
+            return [self._one(r) for r in requests]
+
+    def close(self) -> None:
+        self._net = None  # type: ignore[assignment]
+
+
+class _FirstTokenClock:
+    """A transformers streamer that only notes when the first generated token arrives.
+
+    `generate` calls `put` once with the prompt, then once per new token: the second call is the first token.
+    """
+
+    def __init__(self) -> None:
+        self.t0 = time.perf_counter()
+        self.ttft_s: float | None = None
+        self._calls = 0
+
+    def put(self, value: Any) -> None:
+        self._calls += 1
+        if self._calls == 2:
+            self.ttft_s = time.perf_counter() - self.t0
+
+    def end(self) -> None:
+        pass
