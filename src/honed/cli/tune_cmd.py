@@ -1,0 +1,52 @@
+"""`honed tune`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+out = Console()
+
+
+def tune_command(
+    task: Annotated[Path, typer.Argument(help="Task folder (holding honed.toml) or the honed.toml file.")],
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Base model: alias, .gguf, HF folder.")] = None,
+    method: Annotated[Optional[str], typer.Option(help="lora | qlora")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="TOML file of tune settings ([tune] table).")]
+    = None,
+    rank: Annotated[Optional[int], typer.Option(help="LoRA rank (default: planned).")] = None,
+    learning_rate: Annotated[Optional[float], typer.Option("--lr", help="Learning rate (default: planned).")] = None,
+    epochs: Annotated[Optional[float], typer.Option(help="Epochs, an upper bound (default: planned).")] = None,
+    max_steps: Annotated[Optional[int], typer.Option(help="Hard cap on optimizer steps.")] = None,
+    eval_every: Annotated[Optional[int], typer.Option(help="Steps between validation passes.")] = None,
+    max_length: Annotated[Optional[int], typer.Option(help="Tokens per example (default: planned).")] = None,
+    force: Annotated[bool, typer.Option(help="Start even when a guardrail calls the config doomed.")] = False,
+) -> None:
+    """LoRA fine-tune with guardrails: completion-only loss, no cut completions, train/serve template check,
+    validation metric every N steps, best checkpoint by it, collapse alarm, curves."""
+    from honed.task.spec import load_task
+    from honed.train.config import load_config
+    from honed.train.sft import tune
+
+    t = load_task(task)
+    cfg = load_config(config, model=model, method=method, rank=rank, learning_rate=learning_rate, epochs=epochs,
+                      max_steps=max_steps, eval_every=eval_every, max_length=max_length, force=force or None)
+    summary = tune(t, cfg)
+    sel = summary["selection"]
+    out.print(f"[bold]{summary['status']}[/] · run {summary['run_id']} · {summary['steps']} steps in "
+              f"{summary['train_seconds']} s · {summary['train_tokens_per_s']} tok/s", highlight=False)
+    out.print(sel["why"], highlight=False)
+    for alarm in summary["alarms"]:
+        out.print(f"[bold red]{alarm['message']}[/]", highlight=False)
+    out.print(f"adapter: {summary['adapter']}\ncurves: {summary['run_dir']}/curves.html\n"
+              f"evaluate it: honed eval {task} --backend transformers --model {cfg.model} "
+              f"--adapter {summary['adapter']}", highlight=False)
+    if summary["status"] == "collapsed":
+        raise typer.Exit(3)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("tune")(tune_command)

@@ -1,0 +1,86 @@
+"""`TuneConfig`: every knob of `honed tune`, validated; unset knobs are filled by the planner, with reasons."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from honed.errors import UserError
+
+
+class TuneConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    model: str = "smollm2-135m"
+    """Base model: alias, .gguf path, or Hugging Face checkpoint folder."""
+    method: Literal["lora", "qlora"] = "lora"
+    """lora (bf16 on CUDA, fp32 on CPU), qlora (4-bit base through bitsandbytes, CUDA only)."""
+    rank: int | None = Field(default=None, gt=0)
+    """LoRA rank. Unset: the planner's choice."""
+    alpha: int | None = Field(default=None, gt=0)
+    """LoRA alpha. Unset: 2 × rank."""
+    dropout: float = Field(default=0.05, ge=0, lt=1)
+    target_modules: list[str] | None = None
+    """Modules to adapt. Unset: the planner's choice."""
+    learning_rate: float | None = Field(default=None, gt=0)
+    epochs: float | None = Field(default=None, gt=0)
+    """Upper bound: early stopping on the val metric usually ends training sooner."""
+    max_steps: int | None = Field(default=None, gt=0)
+    """Hard cap on optimizer steps (overrides epochs)."""
+    batch_size: int = Field(default=8, gt=0)
+    grad_accum: int = Field(default=1, gt=0)
+    max_length: int | None = Field(default=None, gt=16)
+    """Tokens per example. Unset: covers the longest completion and the 95th-percentile prompt."""
+    eval_every: int | None = Field(default=None, gt=0)
+    """Steps between validation passes (val loss + the task metric by generation). Unset: ~4 per epoch."""
+    patience: int = Field(default=4, gt=0)
+    """Validation passes without improvement before early stopping."""
+    min_delta: float = 0.0
+    """Improvement below this does not count."""
+    max_val_items: int = Field(default=64, gt=0)
+    """Validation items generated per pass (the first N of the val split)."""
+    seed: int = 0
+    warmup_ratio: float = Field(default=0.1, ge=0, lt=1)
+    weight_decay: float = 0.0
+    lr_scheduler: str = "linear"
+    neftune_alpha: float | None = None
+    """NEFTune noise (seed 001 used 5). Unset: off."""
+    replay_fraction: float = Field(default=0.03, ge=0, le=0.5)
+    """Share of general instruction examples mixed in against forgetting (0 to turn off)."""
+    replay_file: str | None = None
+    """Your own general examples (JSONL with "prompt" and "response"); default: the set honed ships."""
+    packing: bool = True
+    """Padding-free batches: examples are concatenated, with position ids keeping them apart."""
+    gradient_checkpointing: bool = False
+    collapse_share: float = Field(default=0.9, gt=0.5, le=1.0)
+    """Alarm when this share of val predictions is one answer (while the data's largest class is < 50%)."""
+    collapse_patience: int = Field(default=2, gt=0)
+    """Consecutive collapsed validation passes before stopping (a first collapse can still recover)."""
+    on_collapse: Literal["stop", "warn"] = "stop"
+    report_to: list[str] = []
+    """Extra loggers for transformers' Trainer, e.g. ["wandb"] or ["mlflow"]."""
+    force: bool = False
+    """Start even when a guardrail says the config is doomed."""
+
+
+def load_config(path: Path | None, **overrides: object) -> TuneConfig:
+    """A TOML file (optional) plus command-line overrides (None values ignored)."""
+    raw: dict[str, object] = {}
+    if path is not None:
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise UserError(f"{path}: config file not found") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise UserError(f"{path}: not valid TOML: {exc}") from None
+        raw = dict(raw.get("tune", raw))  # accept a [tune] table or top-level keys
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return TuneConfig.model_validate(raw)
+    except ValidationError as exc:
+        errs = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: "
+                         f"{'unknown key' if e['type'] == 'extra_forbidden' else e['msg']}" for e in exc.errors())
+        raise UserError(f"{path or 'tune options'}: invalid tune config: {errs}") from None

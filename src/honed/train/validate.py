@@ -1,0 +1,131 @@
+"""The validation pass run during training: val loss, and the task metric on val items through generation —
+the real answer path (same prompt tokens as serving, greedy, parsed and scored like `honed eval`).
+
+Seed 000's lesson: "loss curves lie". The checkpoint is chosen by this metric, never by train loss.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from honed.evaluate.output import parse_output
+from honed.evaluate.scoring import ItemRecord, is_correct, item_keywords, score
+from honed.task.data import Item
+from honed.task.spec import Task
+from honed.train.dataset import Encoded, TemplateInfo
+from honed.types import Response
+
+
+@dataclass
+class ValPass:
+    step: int
+    metric: float
+    loss: float | None
+    top_answer: str | None
+    top_share: float
+    general_loss: float | None
+    seconds: float
+    predictions: list[Any]
+
+
+def _batches(seq: list[Any], n: int) -> list[list[Any]]:
+    return [seq[i:i + n] for i in range(0, len(seq), n)]
+
+
+def mean_loss(model: Any, examples: list[Encoded], pad_id: int, batch_size: int = 16) -> float | None:
+    """Mean completion-token loss over examples (padding masked out)."""
+    import torch
+
+    if not examples:
+        return None
+    total, count = 0.0, 0
+    model.eval()
+    with torch.no_grad():
+        for batch in _batches(examples, batch_size):
+            width = max(len(e.input_ids) for e in batch)
+            ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+            att = torch.zeros((len(batch), width), dtype=torch.long)
+            labels = torch.full((len(batch), width), -100, dtype=torch.long)
+            for i, e in enumerate(batch):
+                n = len(e.input_ids)
+                ids[i, :n] = torch.tensor(e.input_ids)
+                att[i, :n] = 1
+                labels[i, :n] = torch.tensor([t if m else -100 for t, m in zip(e.input_ids, e.completion_mask)])
+            logits = model(input_ids=ids.to(model.device), attention_mask=att.to(model.device)).logits.float()
+            shift_logits, shift_labels = logits[:, :-1], labels[:, 1:].to(model.device)
+            loss = torch.nn.functional.cross_entropy(shift_logits.reshape(-1, shift_logits.size(-1)),
+                                                     shift_labels.reshape(-1), ignore_index=-100, reduction="sum")
+            total += float(loss)
+            count += int((shift_labels != -100).sum())
+    return total / max(count, 1)
+
+
+def generate_texts(model: Any, tokenizer: Any, prompts: list[list[int]], max_new_tokens: int, eos_id: int,
+                   batch_size: int = 16) -> list[tuple[str, str]]:
+    """Greedy answers for prompt token lists, batched with left padding. Returns (text, finish_reason)."""
+    import torch
+
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_id
+    out: list[tuple[str, str]] = []
+    model.eval()
+    with torch.no_grad():
+        for batch in _batches(prompts, batch_size):
+            width = max(len(p) for p in batch)
+            ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+            att = torch.zeros((len(batch), width), dtype=torch.long)
+            for i, p in enumerate(batch):
+                ids[i, width - len(p):] = torch.tensor(p)
+                att[i, width - len(p):] = 1
+            gen = model.generate(input_ids=ids.to(model.device), attention_mask=att.to(model.device),
+                                 max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=eos_id,
+                                 pad_token_id=pad_id)
+            for row in gen[:, width:].tolist():
+                stopped = eos_id in row
+                row = row[: row.index(eos_id)] if stopped else row
+                out.append((tokenizer.decode(row, skip_special_tokens=True), "stop" if stopped else "length"))
+    return out
+
+
+def _label(answer: Any) -> str:
+    import json
+
+    return answer if isinstance(answer, str) else json.dumps(answer, sort_keys=True)
+
+
+def run_val_pass(step: int, model: Any, tokenizer: Any, task: Task, tpl: TemplateInfo, items: list[Item],
+                 prompts: list[list[int]], val_encoded: list[Encoded], general: list[Encoded],
+                 metric_name: str) -> ValPass:
+    """One validation pass: loss, the task metric by generation, the prediction mix, the general-prompt loss."""
+    t0 = time.perf_counter()
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tpl.eos_token_id
+    loss = mean_loss(model, val_encoded, pad_id)
+    general_loss = mean_loss(model, general, pad_id)
+    texts = generate_texts(model, tokenizer, prompts, task.max_tokens, tpl.eos_token_id)
+    records = []
+    for item, (text, finish) in zip(items, texts):
+        parsed = parse_output(task, item.inputs, Response(text=text, finish_reason=finish))  # type: ignore[arg-type]
+        ok = is_correct(task, item.expected, parsed.answer, parsed.cause, parsed.visible,
+                        item_keywords(task, item.inputs))
+        records.append(ItemRecord(
+            id=item.id, repeat=0, expected=item.expected, answer=parsed.answer, correct=ok,
+            cause=parsed.cause or (None if ok else "wrong_answer"), text=text, finish_reason=finish,
+            latency_s=0.0, ttft_s=None, prompt_tokens=0, completion_tokens=0, cached=False,
+            valid_json=parsed.cause not in ("unparseable", "refused", "empty_after_thinking"),
+            schema_valid=parsed.cause in (None, "wrong_answer")))
+    scored = score(task, records, [item_keywords(task, i.inputs) for i in items], n_resamples=10)
+    value = scored["metrics"].get(metric_name)
+    answers = [_label(r.answer) if r.cause in (None, "wrong_answer") else "<invalid>" for r in records]
+    top, top_n = Counter(answers).most_common(1)[0] if answers else (None, 0)
+    model.train()
+    return ValPass(step=step, metric=float(value or 0.0), loss=loss, top_answer=top,
+                   top_share=top_n / max(len(answers), 1), general_loss=general_loss,
+                   seconds=time.perf_counter() - t0, predictions=[r.answer for r in records])
+
+
+def expected_top_share(task: Task, items: list[Item]) -> float:
+    """Share of the most common expected answer: a collapse is only a collapse when the data is not."""
+    counts = Counter(_label(i.expected) for i in items)
+    return max(counts.values()) / max(len(items), 1) if counts else 1.0
