@@ -1,0 +1,200 @@
+"""The planner against real things: the shipped GGUFs, transformers, llama.cpp, and a real CPU training step."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from honed.backends.models import resolve_gguf
+from honed.errors import ModelNotFound
+from honed.train.arch import LORA_MODULES, gguf_tensor_params, read_arch, read_gguf_header
+from honed.train.plan import MIB, compute_buffer_bytes, kv_cache_bytes, train_memory
+from honed.train.quant_mix import tensor_types, weights_bytes
+from tests.conftest import CLASSIFY_ROWS, CLASSIFY_TOML, write_task
+
+pytestmark = pytest.mark.integration
+
+MODELS = {"smollm2-135m": 134_515_008, "gemma3-270m": 268_098_176}  # DESIGN: SmolLM2 134.5M
+
+
+def gguf_or_skip(alias: str) -> Path:
+    try:
+        return resolve_gguf(alias)
+    except ModelNotFound as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.mark.parametrize("alias", sorted(MODELS))
+def test_parameter_count_equals_the_gguf_tensors(alias: str) -> None:
+    path = gguf_or_skip(alias)
+    arch = read_arch(alias)
+    assert arch.n_params == gguf_tensor_params(path) == MODELS[alias]
+    # our header reader against the file itself: the tensor data fills the file after the header
+    header = read_gguf_header(path)
+    assert path.stat().st_size - sum(t.n_bytes for t in header.tensors) < 8 * MIB
+
+
+def test_header_reader_agrees_with_gguf_py() -> None:
+    gguf = pytest.importorskip("gguf")
+    path = gguf_or_skip("smollm2-135m")
+    reader = gguf.GGUFReader(str(path))  # slow (every token string), so one model only
+    assert sum(int(t.n_elements) for t in reader.tensors) == gguf_tensor_params(path)
+    ours = {t.name: (t.type_name, t.n_bytes) for t in read_gguf_header(path).tensors}
+    assert ours == {t.name: (t.tensor_type.name, int(t.n_bytes)) for t in reader.tensors}
+
+
+@pytest.mark.parametrize("alias", sorted(MODELS))
+def test_parameter_count_equals_transformers(alias: str) -> None:
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    path = gguf_or_skip(alias)
+    model = transformers.AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+    assert model.num_parameters() == read_arch(alias).n_params
+
+
+@pytest.mark.parametrize(("alias", "ftype"), [("smollm2-135m", "Q4_1"), ("gemma3-270m", "Q4_K_M")])
+def test_quant_mix_matches_the_shipped_files(alias: str, ftype: str) -> None:
+    path = gguf_or_skip(alias)
+    arch = read_arch(alias)
+    real = {t.name: t.type_name for t in read_gguf_header(path).tensors if t.name.endswith(".weight")
+            and "norm" not in t.name}
+    predicted = {n: t for n, t, _ in tensor_types(arch, ftype) if "norm" not in n}
+    assert predicted == real
+    assert weights_bytes(arch, ftype) == sum(t.n_bytes for t in read_gguf_header(path).tensors)
+
+
+def test_quant_mix_matches_rungs_made_by_llama_cpp(tmp_path: Path) -> None:
+    pytest.importorskip("llama_cpp")
+    from honed.export.quantize import quantize
+
+    gguf_or_skip("smollm2-135m")
+    arch = read_arch("smollm2-135m")
+    for rung in quantize("smollm2-135m", ["Q8_0", "Q4_K_M", "Q6_K"], tmp_path):
+        real = {t.name: t.type_name for t in read_gguf_header(rung.path).tensors}
+        predicted = {n: t for n, t, _ in tensor_types(arch, rung.quant) if "norm" not in n}
+        assert {n: real[n] for n in predicted} == predicted, rung.quant
+        assert weights_bytes(arch, rung.quant) == sum(t.n_bytes for t in read_gguf_header(rung.path).tensors)
+
+
+def test_kv_cache_and_compute_buffer_match_llama_cpp() -> None:
+    pytest.importorskip("llama_cpp")
+    gguf_or_skip("smollm2-135m")
+    code = textwrap.dedent("""
+        import sys, llama_cpp
+        from honed.backends.models import resolve_gguf
+        llama_cpp.Llama(model_path=str(resolve_gguf(sys.argv[1])), n_ctx=int(sys.argv[2]), n_threads=1,
+                        verbose=True).close()
+    """)
+    for alias in MODELS:
+        arch = read_arch(alias)
+        for n_ctx in (2048, 8192):
+            log = subprocess.run([sys.executable, "-c", code, alias, str(n_ctx)], capture_output=True, text=True,
+                                 check=True, timeout=300).stderr
+            kv = sum(float(m) for m in re.findall(r"llama_kv_cache: size =\s+([\d.]+) MiB", log))
+            compute = float(re.findall(r"CPU compute buffer size =\s+([\d.]+) MiB", log)[-1])
+            assert kv_cache_bytes(arch, n_ctx) / MIB == pytest.approx(kv, abs=0.01), (alias, n_ctx)
+            assert compute_buffer_bytes(arch, n_ctx) / MIB == pytest.approx(compute, rel=0.05), (alias, n_ctx)
+
+
+STEP = textwrap.dedent("""
+    import json, resource, sys
+    def peak_kib():
+        # VmHWM: this process's own high-water mark. ru_maxrss is not: on Linux it carries the parent's RSS
+        # across fork + exec (a pytest process that loaded Gemma made the child "peak" at 2.6 GB before it began).
+        try:
+            with open("/proc/self/status") as fh:
+                return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
+        except OSError:
+            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    import torch, transformers, peft
+    transformers.logging.set_verbosity_error()
+    from honed.backends.models import resolve_gguf
+    torch.manual_seed(0)
+    path = resolve_gguf("smollm2-135m")
+    model = transformers.AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    config = peft.LoraConfig(r=8, lora_alpha=16, lora_dropout=0.05, target_modules=json.loads(sys.argv[1]),
+                             task_type="CAUSAL_LM")
+    model = peft.get_peft_model(model, config).train()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=5e-4)
+    before = peak_kib()
+    ids = torch.randint(0, model.config.vocab_size, (4, 128))
+    labels = ids.clone()
+    labels[:, :64] = -100  # completion-only loss: the prompt half is masked
+    trainable = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    out = model(input_ids=ids, attention_mask=torch.ones_like(ids), labels=labels)
+    out.loss.backward()
+    opt.step()
+    moved = sum(not torch.equal(trainable[n], p) for n, p in model.named_parameters() if p.requires_grad)
+    after = peak_kib()
+    print(json.dumps({"before_kib": before, "peak_kib": after, "moved": moved, "trainable": len(trainable)}))
+""")
+
+
+@pytest.mark.slow
+def test_cpu_training_step_peak_rss_within_25_percent_of_the_plan() -> None:
+    """One real step (forward + backward + AdamW), LoRA r=8 on the 7 projections, fp32, batch 4 × 128 tokens,
+    in a fresh process: its peak RSS (VmHWM; loading peaks lower, asserted) against the plan's CPU total."""
+    pytest.importorskip("peft")
+    pytest.importorskip("transformers")
+    gguf_or_skip("smollm2-135m")
+    proc = subprocess.run([sys.executable, "-c", STEP, json.dumps(list(LORA_MODULES))], capture_output=True,
+                          text=True, timeout=900, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    measured = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert measured["moved"] == measured["trainable"] > 0  # the step really trained the adapters
+    assert measured["peak_kib"] > measured["before_kib"] * 1.2  # the peak is the step's, not the model load's
+    planned = train_memory(read_arch("smollm2-135m"), method="lora", precision="fp32", gradient_checkpointing=False,
+                           micro_batch=4, seq_len=128, rank=8, targets=LORA_MODULES, dropout=0.05, on_gpu=False)
+    peak = measured["peak_kib"] * 1024
+    print(f"peak RSS {peak / 1e9:.2f} GB, planned {planned.total / 1e9:.2f} GB ({planned.total / peak - 1:+.0%})")
+    assert abs(planned.total - peak) <= 0.25 * peak
+
+
+def test_plan_command_end_to_end(tmp_path: Path) -> None:
+    pytest.importorskip("llama_cpp")
+    import typer
+    from typer.testing import CliRunner
+
+    from honed.backends.llamacpp import LlamaCppBackend
+    from honed.cli.plan_cmd import register
+    from honed.task.data import load_items
+    from honed.task.prompt import build_request
+    from honed.task.spec import load_task
+    from honed.train.tokens import token_lengths
+    from honed.types import Sampling
+
+    gguf_or_skip("smollm2-135m")
+    toml = CLASSIFY_TOML.replace('test = "test.jsonl"', 'test = "test.jsonl"\ntrain = "train.jsonl"')
+    train = [{**row, "id": f"{row['id']}{k}"} for k in range(5) for row in CLASSIFY_ROWS]
+    root = write_task(tmp_path / "task", toml, {"test": CLASSIFY_ROWS, "train": train})
+    task = load_task(root)
+    items = load_items(task, "train")
+    lengths, chat = token_lengths(task, items, "smollm2-135m")
+    assert chat and len(lengths) == 20
+    # the prompt is counted exactly as evaluation renders and tokenizes it; the answer adds "<|im_end|>\n"
+    with LlamaCppBackend("smollm2-135m", n_ctx=512) as be:
+        prompt_ids = be.tokenize(be.render(build_request(task, items[0], Sampling())))
+        answer_ids = be._llm.tokenize(f"{items[0].expected}<|im_end|>\n".encode(), add_bos=False, special=True)
+    assert lengths[0][0] == len(prompt_ids)
+    assert lengths[0][1] == len(answer_ids)
+
+    app = typer.Typer()
+    register(app)
+    app.command("noop")(lambda: None)
+    out = tmp_path / "plan.json"
+    result = CliRunner().invoke(app, ["plan", str(root), "--gpu", "rtx-4060-8gb", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "Recommendation" in result.output and "seed" in result.output and "Q4_K_M" in result.output
+    doc = json.loads(out.read_text())
+    assert doc["plan"]["method"]["value"] == "lora" and doc["plan"]["fit"] == "fits"
+    assert doc["plan"]["memory"]["total"] > doc["plan"]["memory"]["weights"] > 0
+    assert [r["quant"] for r in doc["serving"]][:2] == ["F16", "Q8_0"]
