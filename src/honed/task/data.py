@@ -87,6 +87,10 @@ def load_items(task: Task, split: str = "test", path: Path | None = None) -> lis
             items.append(item)
     if not items:
         raise DataError(f"{file}: no items (the file is empty)")
+    if split == "test" and path is None:
+        from honed.data.lock import verify_lock  # late: honed.data.lock imports this module
+
+        verify_lock(task, items)  # a locked test set that changed is refused, never used
     return items
 
 
