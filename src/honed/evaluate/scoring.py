@@ -108,6 +108,9 @@ def score(task: Task, recs: list[ItemRecord], keywords: list[list[str]], n_repea
     n_items = len(recs) // n_repeats
     kw_all = [keywords[i % n_items] for i in range(len(recs))]
     report = _kind_report(task, recs, kw_all)
+    report.update(report.get("counts") or {})  # pick: false_pick / wrong_pick / false_none as metrics
+    for key in ("accuracy", "macro_f1", "per_class", "confusion"):  # the same keys for every kind
+        report.setdefault(key, None)
     ci: dict[str, list[float] | None] = {}
     for name in RATE_METRICS:
         value = report.get(name)
