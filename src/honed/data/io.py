@@ -18,6 +18,7 @@ import jinja2
 from jinja2 import meta
 
 from honed.errors import DataError
+from honed.jsonl import json_object
 from honed.task.data import Item, _check_expected
 from honed.task.spec import Task
 
@@ -79,16 +80,7 @@ def read_rows(path: Path, fmt: str | None = None) -> Iterator[tuple[int, dict[st
             for lineno, raw in enumerate(fh, 1):
                 if not raw.strip():
                     continue
-                try:
-                    obj = json.loads(raw)
-                except json.JSONDecodeError as exc:
-                    raise DataError(
-                        f"{path}:{lineno}: not valid JSON ({exc.msg} at column {exc.colno}); each "
-                        "line must be one JSON object"
-                    ) from None
-                if not isinstance(obj, dict):
-                    raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-                yield lineno, obj
+                yield lineno, json_object(raw, f"{path}:{lineno}")
             return
         reader = csv.reader(fh, delimiter="\t" if kind == "tsv" else ",")
         header = next(reader, None)

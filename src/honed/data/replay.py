@@ -9,13 +9,13 @@ one JSON object per line with "prompt" and "response" (and optionally "id", "cat
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 from honed.errors import DataError
+from honed.jsonl import json_object
 from honed.types import Message
 
 DEFAULT_FRACTION = 0.03
@@ -41,12 +41,7 @@ def _parse(lines: list[str], where: str) -> list[ReplayExample]:
         if not raw.strip():
             continue
         at = f"{where}:{lineno}"
-        try:
-            obj = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{at}: not valid JSON ({exc.msg} at column {exc.colno})") from None
-        if not isinstance(obj, dict):
-            raise DataError(f'{at}: expected a JSON object with "prompt" and "response"')
+        obj = json_object(raw, at, 'each line must be an object with "prompt" and "response"')
         for key in ("prompt", "response"):
             if not isinstance(obj.get(key), str) or not obj[key].strip():
                 raise DataError(f"{at}: field {key!r} must be a non-empty string")

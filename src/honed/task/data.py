@@ -11,6 +11,7 @@ from typing import Any
 import jsonschema
 
 from honed.errors import DataError
+from honed.jsonl import json_object
 from honed.task.spec import Task
 
 
@@ -68,13 +69,7 @@ def load_items(task: Task, split: str = "test", path: Path | None = None) -> lis
             if not raw.strip():
                 continue
             where = f"{file}:{lineno}"
-            try:
-                obj = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno}); "
-                                "each line must be one JSON object") from None
-            if not isinstance(obj, dict):
-                raise DataError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+            obj = json_object(raw, where)
             if exp_field not in obj and task.kind != "generate":
                 raise DataError(f"{where}: missing field {exp_field!r} (the expected answer)")
             item_id = str(obj.pop(id_field, lineno))
