@@ -281,7 +281,8 @@ def _load_schema(root: Path, rel: str, source: Path | None) -> dict[str, Any]:
     return schema
 
 
-def _format_errors(source: Path, exc: ValidationError) -> str:
+def format_validation_errors(source: Path | str, exc: ValidationError, what: str = "invalid task spec") -> str:
+    """Every pydantic error of a file in one line: `file: what (N errors): key: message; key: message`."""
     parts = []
     for err in exc.errors():
         key = ".".join(str(p) for p in err["loc"]) or "(top level)"
@@ -291,7 +292,7 @@ def _format_errors(source: Path, exc: ValidationError) -> str:
         elif err["type"] == "missing":
             msg = "required key is missing"
         parts.append(f"{key}: {msg}")
-    return f"{source}: invalid task spec ({len(parts)} error{'s' * (len(parts) > 1)}): " + "; ".join(parts)
+    return f"{source}: {what} ({len(parts)} error{'s' * (len(parts) > 1)}): " + "; ".join(parts)
 
 
 def load_task(path: str | Path) -> Task:
@@ -308,7 +309,7 @@ def load_task(path: str | Path) -> Task:
     try:
         spec = TaskSpec.model_validate(raw)
     except ValidationError as exc:
-        raise TaskError(_format_errors(source, exc)) from None
+        raise TaskError(format_validation_errors(source, exc)) from None
     task = Task(spec, source.parent.resolve(), source)
     if task.schema is not None:
         try:

@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from honed.errors import UserError
+from honed.task.spec import format_validation_errors
 
 
 class TuneConfig(BaseModel):
@@ -81,6 +82,4 @@ def load_config(path: Path | None, **overrides: object) -> TuneConfig:
     try:
         return TuneConfig.model_validate(raw)
     except ValidationError as exc:
-        errs = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: "
-                         f"{'unknown key' if e['type'] == 'extra_forbidden' else e['msg']}" for e in exc.errors())
-        raise UserError(f"{path or 'tune options'}: invalid tune config: {errs}") from None
+        raise UserError(format_validation_errors(path or "tune options", exc, "invalid tune config")) from None
