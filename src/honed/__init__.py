@@ -1,3 +1,51 @@
-"""honed: specialize small local LLMs for narrow structured tasks, and prove every step with honest numbers."""
+"""honed: specialize small local LLMs for narrow structured tasks, and prove every step with honest numbers.
+
+The public API re-exports each stage's typed function; they are imported on first use, so `import honed`
+(and `honed --help`) stays instant.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "load_task": "honed.task.spec",
+    "Task": "honed.task.spec",
+    "load_items": "honed.task.data",
+    "build_messages": "honed.task.prompt",
+    "build_request": "honed.task.prompt",
+    "render_chat": "honed.task.prompt",
+    "open_backend": "honed.backends",
+    "evaluate_task": "honed.evaluate.runner:evaluate",  # `honed.evaluate` is the package
+    "EvalResult": "honed.evaluate.runner",
+    "compare_runs": "honed.evaluate.compare",
+    "parse_arm": "honed.evaluate.bakeoff",
+    "run_arms": "honed.evaluate.bakeoff",
+    "analyse": "honed.evaluate.bakeoff",
+    "quantize": "honed.export.quantize",
+    "plan_training": "honed.train.plan",
+    "plan_serving": "honed.train.plan",
+    "tune": "honed.train.sft",
+    "TuneConfig": "honed.train.config",
+    "split_task": "honed.data.split",
+    "assert_not_locked": "honed.data.lock",
+    "HonedError": "honed.errors",
+    "UserError": "honed.errors",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    target = _EXPORTS.get(name)
+    if target is None:
+        raise AttributeError(f"module 'honed' has no attribute {name!r}")
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr or name)
+
+
+def __dir__() -> list[str]:
+    return __all__
