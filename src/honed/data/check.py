@@ -10,10 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from honed.data.dedup import DEFAULT_THRESHOLD, content_hash, item_text, within_duplicates
-from honed.data.lock import lock_violations, read_lock
+from honed.data.lock import lock_violations, read_lock, read_splits_unverified
 from honed.data.progress import Bar
-from honed.errors import TaskError
-from honed.task.data import Item, load_items
+from honed.task.data import Item
 from honed.task.spec import SPLITS, Task
 
 _ORDER = {s: i for i, s in enumerate(SPLITS)}
@@ -21,14 +20,8 @@ _ORDER = {s: i for i, s in enumerate(SPLITS)}
 
 def check_task(task: Task, threshold: float = DEFAULT_THRESHOLD, progress: bool = False) -> dict[str, Any]:
     """Lock state, and exact and near duplicates across the task's splits. `ok` is False on any problem."""
-    loaded: dict[str, list[Item]] = {}
-    for split in SPLITS:
-        try:
-            path = task.split_path(split)
-        except TaskError:
-            continue
-        if path.exists():
-            loaded[split] = load_items(task, split, path=path)  # the lock is checked below, and reported
+    # the lock is checked below, and reported
+    loaded: dict[str, list[Item]] = {s: items for s, (_, items) in read_splits_unverified(task).items()}
     lock = read_lock(task)
     violations = lock_violations(lock, loaded.get("test", [])) if lock is not None else {}
     keyed = [((split, i.id), i) for split, items in loaded.items() for i in items]

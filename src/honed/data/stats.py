@@ -6,12 +6,11 @@ from collections import Counter
 from typing import Any
 
 from honed.data.dedup import content_hash
-from honed.data.lock import lock_violations, read_lock
+from honed.data.lock import lock_violations, read_lock, read_splits_unverified
 from honed.data.warnings import TokenCounter, class_counts, data_warnings, estimate_tokens
-from honed.errors import TaskError
-from honed.task.data import Item, load_items
+from honed.task.data import Item
 from honed.task.prompt import build_answer
-from honed.task.spec import SPLITS, Task
+from honed.task.spec import Task
 
 
 def _summary(values: list[int]) -> dict[str, float | int | None]:
@@ -46,16 +45,9 @@ def dataset_stats(
     """Per-split statistics, the lock's state and the training-data warnings (on train)."""
     splits: dict[str, Any] = {}
     loaded: dict[str, list[Item]] = {}
-    for split in SPLITS:
-        try:
-            path = task.split_path(split)
-        except TaskError:
-            continue
-        if not path.exists():
-            continue
-        # read test without the lock check: stats reports a broken lock instead of refusing to look
-        loaded[split] = load_items(task, split, path=path)
-        splits[split] = {"path": str(path), **split_stats(task, loaded[split], count_tokens)}
+    for split, (path, items) in read_splits_unverified(task).items():
+        loaded[split] = items
+        splits[split] = {"path": str(path), **split_stats(task, items, count_tokens)}
     lock = read_lock(task)
     lock_state: dict[str, Any] = {"locked": lock is not None}
     if lock is not None:
