@@ -12,8 +12,7 @@ from typing import Any
 
 from honed import __version__
 from honed.backends.base import Backend
-from honed.evaluate.output import parse_output
-from honed.evaluate.scoring import ItemRecord, is_correct, item_keywords, score, timing_summary
+from honed.evaluate.scoring import ItemRecord, item_keywords, judge, score, timing_summary
 from honed.store import Store, canonical_json, request_key, sha256_text, write_json_atomic, write_text_atomic
 from honed.task.data import Item, items_hash, load_items
 from honed.task.prompt import build_request
@@ -92,8 +91,14 @@ class _Progress:
     def __init__(self, enabled: bool, total: int, label: str) -> None:
         self._p = None
         if enabled:
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                       TimeRemainingColumn)
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
 
             self._p = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                                TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"),
@@ -192,20 +197,7 @@ def evaluate(
     finally:
         bar.close()
 
-    records: list[ItemRecord] = []
-    for j, (r, item, _req, _k, _p, _s) in enumerate(jobs):
-        resp, cached = responses[j]
-        parsed = parse_output(task, item.inputs, resp)
-        keywords = item_keywords(task, item.inputs)
-        correct = is_correct(task, item.expected, parsed.answer, parsed.cause, parsed.visible, keywords)
-        cause = parsed.cause if parsed.cause else (None if correct else "wrong_answer")
-        records.append(ItemRecord(
-            id=item.id, repeat=r, expected=item.expected, answer=parsed.answer, correct=correct, cause=cause,
-            text=resp.text, finish_reason=resp.finish_reason, latency_s=resp.latency_s, ttft_s=resp.ttft_s,
-            prompt_tokens=resp.prompt_tokens, completion_tokens=resp.completion_tokens, cached=cached,
-            valid_json=parsed.cause not in ("unparseable", "refused", "empty_after_thinking", "error")
-            and not (parsed.cause == "cut_at_max_tokens" and parsed.answer is None),
-            schema_valid=parsed.cause is None or parsed.cause == "wrong_answer"))
+    records = [judge(task, item, r, *responses[j]) for j, (r, item, *_rest) in enumerate(jobs)]
 
     keywords = [item_keywords(task, i.inputs) for i in items]
     scored = score(task, records, keywords, n_repeats=repeats)

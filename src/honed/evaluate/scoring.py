@@ -14,8 +14,10 @@ from typing import Any
 import numpy as np
 
 from honed.evaluate import scorers, stats
-from honed.evaluate.output import FAILURE_CAUSES
+from honed.evaluate.output import FAILURE_CAUSES, parse_output
+from honed.task.data import Item
 from honed.task.spec import Task
+from honed.types import Response
 
 RATE_METRICS = ("accuracy", "valid_json_rate", "schema_valid_rate", "exact_match", "format_pass_rate",
                 "keyword_hit_rate")
@@ -60,6 +62,22 @@ def is_correct(task: Task, expected: Any, answer: Any, cause: str | None, text: 
         rules = [(r.name, r.pattern, r.must_match) for r in task.spec.generate.rules]
         return scorers.generate_report([text], rules, [keywords])["format_pass_rate"] == 1.0
     return answer == expected
+
+
+def judge(task: Task, item: Item, repeat: int, resp: Response, cached: bool = False) -> ItemRecord:
+    """Parse one response and judge it: the single place where an answer becomes right, wrong or a failure."""
+    parsed = parse_output(task, item.inputs, resp)
+    correct = is_correct(task, item.expected, parsed.answer, parsed.cause, parsed.visible,
+                         item_keywords(task, item.inputs))
+    return ItemRecord(
+        id=item.id, repeat=repeat, expected=item.expected, answer=parsed.answer, correct=correct,
+        cause=parsed.cause or (None if correct else "wrong_answer"), text=resp.text,
+        finish_reason=resp.finish_reason, latency_s=resp.latency_s, ttft_s=resp.ttft_s,
+        prompt_tokens=resp.prompt_tokens, completion_tokens=resp.completion_tokens, cached=cached,
+        # JSON was produced unless nothing parseable came out (a cut answer may still have parsed)
+        valid_json=parsed.cause not in ("unparseable", "refused", "empty_after_thinking", "error")
+        and not (parsed.cause == "cut_at_max_tokens" and parsed.answer is None),
+        schema_valid=parsed.cause is None)
 
 
 def _valid(r: ItemRecord) -> Any:

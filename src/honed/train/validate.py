@@ -11,8 +11,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from honed.evaluate.output import parse_output
-from honed.evaluate.scoring import ItemRecord, is_correct, item_keywords, score
+from honed.evaluate.scoring import item_keywords, judge, score
 from honed.task.data import Item
 from honed.task.spec import Task
 from honed.train.dataset import Encoded, TemplateInfo
@@ -104,17 +103,8 @@ def run_val_pass(step: int, model: Any, tokenizer: Any, task: Task, tpl: Templat
     loss = mean_loss(model, val_encoded, pad_id)
     general_loss = mean_loss(model, general, pad_id)
     texts = generate_texts(model, tokenizer, prompts, task.max_tokens, tpl.eos_token_id)
-    records = []
-    for item, (text, finish) in zip(items, texts):
-        parsed = parse_output(task, item.inputs, Response(text=text, finish_reason=finish))  # type: ignore[arg-type]
-        ok = is_correct(task, item.expected, parsed.answer, parsed.cause, parsed.visible,
-                        item_keywords(task, item.inputs))
-        records.append(ItemRecord(
-            id=item.id, repeat=0, expected=item.expected, answer=parsed.answer, correct=ok,
-            cause=parsed.cause or (None if ok else "wrong_answer"), text=text, finish_reason=finish,
-            latency_s=0.0, ttft_s=None, prompt_tokens=0, completion_tokens=0, cached=False,
-            valid_json=parsed.cause not in ("unparseable", "refused", "empty_after_thinking"),
-            schema_valid=parsed.cause in (None, "wrong_answer")))
+    records = [judge(task, item, 0, Response(text=text, finish_reason=finish))  # type: ignore[arg-type]
+               for item, (text, finish) in zip(items, texts)]
     scored = score(task, records, [item_keywords(task, i.inputs) for i in items], n_resamples=10)
     value = scored["metrics"].get(metric_name)
     answers = [_label(r.answer) if r.cause in (None, "wrong_answer") else "<invalid>" for r in records]
