@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from honed.data.dedup import DEFAULT_THRESHOLD, content_hash, item_text, within_duplicates
-from honed.data.lock import lock_violations, read_lock, read_splits_unverified
+from honed.data.lock import lock_status_line, lock_violations, read_lock, read_splits_unverified
 from honed.data.progress import Bar
 from honed.task.data import Item
 from honed.task.spec import SPLITS, Task
@@ -82,13 +82,7 @@ def check_tables(doc: dict[str, Any], limit: int = 30) -> list[Any]:
     from rich.text import Text
 
     out: list[Any] = []
-    lock = doc["lock"]
-    if not lock["locked"]:
-        out.append(Text("test set: not locked (`honed data split` locks it)", style="yellow"))
-    elif lock["violations"]:
-        out.append(Text(f"test set: LOCK VIOLATED ({lock['path']}): {lock['violations']}", style="bold red"))
-    else:
-        out.append(Text("test set: locked and unchanged", style="green"))
+    out.append(lock_status_line(doc["lock"]))
     pairs = doc["cross_split_pairs"]
     if pairs:
         table = Table(

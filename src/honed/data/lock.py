@@ -20,6 +20,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from honed.data.dedup import DEFAULT_THRESHOLD, NearDuplicateIndex, content_hash, item_text
 from honed.errors import DataError, TaskError
@@ -221,3 +222,15 @@ def read_splits_unverified(task: Task) -> dict[str, tuple[Path, list[Item]]]:
         if path.exists():
             out[split] = (path, load_items(task, split, path=path))  # an explicit path skips verify_lock
     return out
+
+
+def lock_status_line(state: dict[str, Any]) -> Any:
+    """One rich line saying whether the test set is locked, unchanged or violated (stats and check print it)."""
+    from rich.text import Text
+
+    if not state["locked"]:
+        return Text("test set: not locked (run `honed data split` to split and lock it)", style="yellow")
+    if state["violations"]:
+        return Text(f"test set: LOCK VIOLATED ({state['path']}): {state['violations']}", style="bold red")
+    since = f", {state['n_items']} items unchanged since {state['created']}" if "n_items" in state else " and unchanged"
+    return Text(f"test set: locked{since}", style="green")

@@ -6,7 +6,7 @@ from collections import Counter
 from typing import Any
 
 from honed.data.dedup import content_hash
-from honed.data.lock import lock_violations, read_lock, read_splits_unverified
+from honed.data.lock import lock_status_line, lock_violations, read_lock, read_splits_unverified
 from honed.data.warnings import TokenCounter, class_counts, data_warnings, estimate_tokens
 from honed.task.data import Item
 from honed.task.prompt import build_answer
@@ -111,17 +111,7 @@ def stats_tables(doc: dict[str, Any]) -> list[Any]:
         for c in classes:
             table.add_row(c, *(str(splits[n]["classes"].get(c, 0)) for n in splits))
         out.append(table)
-    lock = doc["lock"]
-    if not lock["locked"]:
-        out.append(Text("test set: not locked (run `honed data split` to split and lock it)", style="yellow"))
-    elif lock["violations"]:
-        out.append(Text(f"test set: LOCK VIOLATED ({lock['path']}): {lock['violations']}", style="bold red"))
-    else:
-        out.append(
-            Text(
-                f"test set: locked, {lock['n_items']} items unchanged since {lock['created']}", style="green"
-            )
-        )
+    out.append(lock_status_line(doc["lock"]))
     for w in doc["warnings"]:
         out.append(Text(f"warning [{w['code']}]: {w['message']}", style="yellow"))
     return out
