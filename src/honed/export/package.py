@@ -66,7 +66,10 @@ class Manifest(BaseModel):
     """Quant of the rung to serve (the smallest within the gate's tolerance of F16)."""
     acceptance: Acceptance
     gate: dict[str, Any] = {}
-    """The gate's verdict, and `forced: true` when export ran despite a failing gate."""
+    """The gate's verdict: the `gate.json` document as `honed gate` wrote it, plus `forced: true` when export ran
+    despite a failing gate (usage.md reads its CIs and eval run folders)."""
+    tune: dict[str, Any] = {}
+    """The tune run behind the package: {"run_id", "config": its config.json}; usage.md's how-to-retrain."""
     hashes: dict[str, str] = {}
     """Data and config hashes (train, val, test, tune config)."""
     files: dict[str, str] = {}
