@@ -30,6 +30,8 @@ _EXPORTS = {
     "plan_serving": "honed.train.plan",
     "tune": "honed.train.sft",
     "TuneConfig": "honed.train.config",
+    "serve_model": "honed.serve:serve",  # `honed.serve` is the package, as with evaluate_task
+    "ServeConfig": "honed.serve.config",
     "split_task": "honed.data.split",
     "assert_not_locked": "honed.data.lock",
     "HonedError": "honed.errors",

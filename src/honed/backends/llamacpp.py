@@ -140,6 +140,48 @@ class LlamaCppBackend(Backend):
                         prompt_tokens=len(tokens), completion_tokens=n_out, ttft_s=ttft, latency_s=latency,
                         prompt_text=prompt)
 
+    def choice_logprobs(self, request: Request, choices: Sequence[str]) -> list[float]:
+        """Log-probability of each choice as the whole answer to `request`: its tokens, then the end of the turn
+        (EOS under a chat template, a newline for a plain prompt), so a label that is a prefix of another
+        ("card" / "card_arrival") is not favoured. Choices are tokenized on their own (canonical tokens).
+
+        Reuses the prompt already in the KV cache (a request just generated costs one small batch per choice).
+        """
+        import numpy as np
+
+        with self._lock:
+            llm = self._llm
+            prompt = self.tokenize(self.render(request))
+            end = [llm.token_eos()] if self.info.chat_template else llm.tokenize(b"\n", add_bos=False)[-1:]
+            cached = 0
+            for a, b in zip(llm.input_ids[: llm.n_tokens], prompt[:-1], strict=False):
+                if a != b:
+                    break
+                cached += 1
+            llm.n_tokens = cached
+            if cached < len(prompt) - 1:
+                llm.eval(prompt[cached:-1])
+            base = len(prompt) - 1  # the last prompt token is decoded with each choice, to get its logits
+            out = []
+            try:
+                for choice in choices:
+                    toks = llm.tokenize(choice.encode("utf-8"), add_bos=False, special=False) + end
+                    llm._ctx.kv_cache_seq_rm(-1, base, -1)
+                    llm._batch.set_batch([prompt[-1], *toks[:-1]], n_past=base, logits_all=True)
+                    llm._ctx.decode(llm._batch)
+                    total = 0.0
+                    for i, tok in enumerate(toks):
+                        logits = np.ctypeslib.as_array(llm._ctx.get_logits_ith(i), shape=(llm.n_vocab(),))
+                        top = float(logits.max())
+                        total += float(logits[tok]) - top - float(np.log(np.exp(logits - top).sum()))
+                    out.append(total)
+            finally:
+                # Only prompt[:-1] is known to be in the cache now; the next generation re-decodes from there.
+                llm._ctx.kv_cache_seq_rm(-1, base, -1)
+                llm.n_tokens = base
+                llm._requires_eval = True
+            return out
+
     def generate(self, requests: Sequence[Request]) -> list[Response]:
         with self._lock:  # one llama.cpp context serves one request at a time
             return [self._one(r) for r in requests]

@@ -1,0 +1,280 @@
+"""The ASGI app: OpenAI-compatible chat, the task route with its cascade, models, health, metrics.
+
+Every /v1 route goes through `_guarded`: API key (401), rate limit (429 + Retry-After), body size (413),
+JSON (400), then the handler under the per-request timeout (504). Errors use OpenAI's shape,
+`{"error": {"message", "type", "param", "code"}}`, so the official client raises its usual exceptions.
+Models run in their layers' worker threads: the event loop only awaits, so health and metrics answer while
+a generation runs. Each answered request appends one line to the request log before its response is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request as HttpRequest
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from honed.data.io import input_fields
+from honed.data.logs import LogRecord
+from honed.errors import UserError
+from honed.serve.auth import AuthError
+from honed.serve.cascade import TaskAnswer, run_cascade
+from honed.serve.chat import RequestError, completion_body, parse_chat, sse_chunks, to_request
+from honed.serve.config import ServeConfig
+from honed.serve.layers import QueueFull
+from honed.serve.state import Server, open_server
+
+_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
+                405: "invalid_request_error", 413: "invalid_request_error", 429: "rate_limit_error",
+                502: "upstream_error", 503: "server_busy", 504: "timeout_error"}
+Handler = Callable[[Any, str], Awaitable[tuple[Response, str]]]
+
+
+def error_response(status: int, message: str, *, param: str | None = None, code: str | None = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    body = {"error": {"message": message, "type": _ERROR_TYPES.get(status, "server_error"), "param": param,
+                      "code": code}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+async def read_json(request: HttpRequest, limit: int) -> Any:
+    """The request's JSON body, refusing more than `limit` bytes before reading them all (413)."""
+    declared = request.headers.get("content-length")
+    too_big = RequestError(413, f"request body is larger than this server's limit of {limit // 1024} KiB",
+                           code="request_too_large")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise too_big
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_big
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        raise RequestError(400, "empty request body: expected a JSON object")
+    try:
+        return json.loads(raw)
+    except UnicodeDecodeError:
+        raise RequestError(400, "request body is not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise RequestError(400, f"invalid JSON in the request body: {exc.msg} at line {exc.lineno} column "
+                           f"{exc.colno}") from None
+
+
+def _log(server: Server, record: LogRecord) -> None:
+    server.log.write(record)
+    server.metrics.log_lines.inc()
+
+
+async def _guarded(server: Server, request: HttpRequest, route: str, handler: Handler,
+                   body: bool = True) -> Response:
+    """Auth, rate limit, body, timeout and metrics around one API call."""
+    t0 = time.perf_counter()
+    server.metrics.in_flight.inc()
+    status, layer = 500, "-"
+    try:
+        client = request.client.host if request.client else "unknown"
+        identity = server.keys.identity(request.headers.get("authorization"), request.headers.get("x-api-key"),
+                                        client)
+        wait = server.limiter.acquire(identity)
+        if wait:
+            raise RequestError(429, f"rate limit of {server.cfg.rate_limit:g} requests per minute reached; retry "
+                               f"in {wait:g} s", code="rate_limit_exceeded", headers={"Retry-After": f"{wait:g}"})
+        payload = await read_json(request, server.cfg.max_body_kb * 1024) if body else None
+        request_id = uuid.uuid4().hex
+        response, layer = await asyncio.wait_for(handler(payload, request_id), server.cfg.timeout_s)
+        status = response.status_code
+        return response
+    except AuthError as exc:
+        status = 401
+        return error_response(401, str(exc), code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
+    except RequestError as exc:
+        status = exc.status
+        return error_response(exc.status, exc.message, param=exc.param, code=exc.code, headers=exc.headers)
+    except UserError as exc:  # e.g. the task's prompt template needs a field the input lacks
+        status = 400
+        return error_response(400, str(exc))
+    except TimeoutError:
+        status = 504
+        return error_response(504, f"no answer within {server.cfg.timeout_s:g} s (the model may be busy); "
+                              "queued work for this request was dropped", code="timeout")
+    except QueueFull as exc:
+        status = 503
+        return error_response(503, f"too many requests waiting for the {exc} model; retry shortly",
+                              code="queue_full", headers={"Retry-After": "1"})
+    finally:
+        server.metrics.in_flight.dec()
+        server.metrics.observe(route, status, layer, time.perf_counter() - t0)
+
+
+def _task_inputs(server: Server, name: str, payload: Any) -> tuple[Any, dict[str, Any]]:
+    task = server.tasks.get(name)
+    if task is None:
+        known = ", ".join(sorted(server.tasks)) or "none (start the server with --task DIR or a package)"
+        raise RequestError(404, f"unknown task {name!r}; this server has: {known}", code="unknown_task")
+    if not isinstance(payload, dict) or set(payload) != {"input"} or not isinstance(payload["input"], dict):
+        raise RequestError(400, 'expected a body {"input": {...the task\'s input fields...}}', param="input")
+    inputs = payload["input"]
+    missing = [f for f in input_fields(task) if f not in inputs]
+    if missing:
+        raise RequestError(400, f"input lacks {missing}, which task {name!r} needs (its fields: "
+                           f"{input_fields(task)})", param="input")
+    return task, inputs
+
+
+async def _answer_task(server: Server, task: Any, inputs: dict[str, Any], request_id: str) -> tuple[TaskAnswer,
+                                                                                                     float]:
+    t0 = time.perf_counter()
+    result = await run_cascade(server.layers, task, inputs, server.cfg)
+    latency_ms = (time.perf_counter() - t0) * 1000
+    if result.signals.get("escalated"):
+        server.metrics.escalations.labels(task.name, str(result.signals.get("reason"))).inc()
+    _log(server, LogRecord.new(task=task.name, inputs=inputs, output=result.output, answer=result.answer,
+                               layer=result.layer.name, model=result.layer.model_id,
+                               model_sha256=result.layer.sha256, latency_ms=latency_ms, signals=result.signals,
+                               request_id=request_id))
+    return result, latency_ms
+
+
+def _task_body(task: Any, result: TaskAnswer, request_id: str, latency_ms: float) -> dict[str, Any]:
+    return {"task": task.name, "answer": result.answer, "output": result.output, "layer": result.layer.name,
+            "valid": result.valid, "signals": result.signals, "request_id": request_id,
+            "model": result.layer.model_id, "model_sha256": result.layer.sha256, "latency_ms": round(latency_ms, 1)}
+
+
+def build_routes(server: Server) -> list[Route]:
+    async def task_route(request: HttpRequest) -> Response:
+        name = request.path_params["task"]
+
+        async def handle(payload: Any, request_id: str) -> tuple[Response, str]:
+            task, inputs = _task_inputs(server, name, payload)
+            result, latency_ms = await _answer_task(server, task, inputs, request_id)
+            return JSONResponse(_task_body(task, result, request_id, latency_ms)), result.layer.name
+
+        return await _guarded(server, request, "task", handle)
+
+    async def chat_route(request: HttpRequest) -> Response:
+        async def handle(payload: Any, request_id: str) -> tuple[Response, str]:
+            req = parse_chat(payload)
+            cid = f"chatcmpl-{request_id}"
+            if req.model.startswith("task:"):
+                body, layer = await _chat_task(req, request_id, cid)
+            else:
+                body, layer = await _chat_model(req, request_id, cid)
+            if req.stream:
+                return StreamingResponse(iter(sse_chunks(body)), media_type="text/event-stream"), layer
+            return JSONResponse(body), layer
+
+        return await _guarded(server, request, "chat", handle)
+
+    async def _chat_task(req: Any, request_id: str, cid: str) -> tuple[dict[str, Any], str]:
+        """`model="task:NAME"`: the last user message is the task's input fields as a JSON object."""
+        text = next((m.content for m in reversed(req.messages) if m.role == "user"), None)
+        try:
+            inputs = json.loads(text) if isinstance(text, str) else None
+        except json.JSONDecodeError:
+            inputs = None
+        if not isinstance(inputs, dict):
+            raise RequestError(400, "for model 'task:NAME' the last user message must be a JSON object of the "
+                               "task's input fields", param="messages")
+        task, inputs = _task_inputs(server, req.model[len("task:"):], {"input": inputs})
+        result, latency_ms = await _answer_task(server, task, inputs, request_id)
+        answer = result.answer if isinstance(result.answer, str) else json.dumps(result.answer, ensure_ascii=False)
+        finish = "length" if result.attempts[-1].response.finish_reason == "length" else "stop"
+        body = completion_body(cid, req.model, answer if result.valid else result.output, finish,
+                               result.attempts[-1].response,
+                               {"honed": _task_body(task, result, request_id, latency_ms)})
+        return body, result.layer.name
+
+    async def _chat_model(req: Any, request_id: str, cid: str) -> tuple[dict[str, Any], str]:
+        layer = server.layer_for_model(req.model)
+        if layer is None:
+            known = ", ".join([la.model_id for la in server.layers] + [f"task:{t}" for t in server.tasks])
+            raise RequestError(404, f"unknown model {req.model!r}; this server has: {known}", param="model",
+                               code="model_not_found")
+        hreq = to_request(req, server.cfg.chat_max_tokens)
+        if hreq.constraint is not None and not layer.backend.supports_schema:
+            raise RequestError(400, f"the {layer.name} model cannot constrain output to a JSON schema",
+                               param="response_format")
+        t0 = time.perf_counter()
+        resp = (await layer.worker.run(lambda: layer.backend.generate([hreq])))[0]
+        latency_ms = (time.perf_counter() - t0) * 1000
+        if resp.finish_reason == "error":
+            raise RequestError(502 if not layer.backend.in_process else 400,
+                               f"the model could not answer: {resp.error}")
+        _log(server, LogRecord.new(
+            task="chat", inputs={"messages": [m.as_dict() for m in hreq.messages]}, output=resp.text, answer=None,
+            layer=layer.name, model=layer.model_id, model_sha256=layer.sha256, latency_ms=latency_ms,
+            request_id=request_id, signals={"finish_reason": resp.finish_reason, "prompt_tokens": resp.prompt_tokens,
+                                            "completion_tokens": resp.completion_tokens}))
+        return completion_body(cid, layer.model_id, resp.text, resp.finish_reason, resp), layer.name
+
+    async def models_route(request: HttpRequest) -> Response:
+        async def handle(_: Any, __: str) -> tuple[Response, str]:
+            created = int(server.started)
+            data = [{"id": la.model_id, "object": "model", "created": created, "owned_by": "honed",
+                     "honed": {"layer": la.name, "sha256": la.sha256, **la.details}} for la in server.layers]
+            data += [{"id": f"task:{name}", "object": "model", "created": created, "owned_by": "honed",
+                      "honed": {"kind": t.kind, "route": f"/v1/tasks/{name}"}} for name, t in server.tasks.items()]
+            return JSONResponse({"object": "list", "data": data}), "-"
+
+        return await _guarded(server, request, "models", handle, body=False)
+
+    async def health(_: HttpRequest) -> Response:
+        return JSONResponse({
+            "status": "ok", "uptime_s": round(time.time() - server.started, 1),
+            "models": {la.name: {"id": la.model_id, "sha256": la.sha256, "waiting": la.worker.waiting,
+                                 "busy": la.worker.busy} for la in server.layers},
+            "tasks": sorted(server.tasks), "log": str(server.log.path), "auth": server.keys.required,
+        })
+
+    async def metrics(request: HttpRequest) -> Response:
+        async def handle(_: Any, __: str) -> tuple[Response, str]:
+            return Response(server.metrics.render(), media_type=server.metrics.content_type), "-"
+
+        return await _guarded(server, request, "metrics", handle, body=False)
+
+    return [
+        Route("/v1/chat/completions", chat_route, methods=["POST"]),
+        Route("/v1/tasks/{task}", task_route, methods=["POST"]),
+        Route("/v1/models", models_route, methods=["GET"]),
+        Route("/health", health, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ]
+
+
+def app_for(server: Server, close_on_shutdown: bool = False) -> Starlette:
+    """The ASGI app over an opened server; with `close_on_shutdown`, its models close when the app stops."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        yield
+        if close_on_shutdown:
+            server.close()
+
+    async def http_error(_: HttpRequest, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return error_response(exc.status_code, exc.detail or "error")
+
+    async def crash(_: HttpRequest, exc: Exception) -> Response:
+        return error_response(500, f"internal error ({type(exc).__name__}): {exc}")
+
+    app = Starlette(routes=build_routes(server), exception_handlers={HTTPException: http_error, Exception: crash},
+                    lifespan=lifespan)
+    app.state.server = server
+    return app
+
+
+def build_app(config: ServeConfig) -> Starlette:
+    """Open the models and tasks of `config` and return the ASGI app (models close when the app shuts down)."""
+    return app_for(open_server(config), close_on_shutdown=True)
