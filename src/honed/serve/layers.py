@@ -70,13 +70,16 @@ class Worker:
                 continue
             self.busy += 1
             try:
-                result = job.fn()
+                result: Any = job.fn()
+                ok = True
             except BaseException as exc:  # noqa: BLE001 - handed to the awaiting request
-                job.loop.call_soon_threadsafe(_settle, job, False, exc)
-            else:
-                job.loop.call_soon_threadsafe(_settle, job, True, result)
+                result, ok = exc, False
             finally:
                 self.busy -= 1
+            try:
+                job.loop.call_soon_threadsafe(_settle, job, ok, result)
+            except RuntimeError:  # the loop that asked has closed (server shutting down): nobody to tell
+                pass
 
     async def run(self, fn: Callable[[], T]) -> T:
         """Run `fn` on this worker; cancelling the awaiting task drops the job if it has not started."""
