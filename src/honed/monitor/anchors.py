@@ -1,0 +1,57 @@
+"""Anchor prompts: the package's known items, re-run live and scored against the gate's threshold (seed 004:
+"20 known-good prompts run daily; alert if accuracy drops below the acceptance threshold")."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from honed.backends import Backend
+from honed.errors import UserError
+from honed.evaluate.scoring import item_keywords, score
+from honed.export.package import ANCHORS, Package
+from honed.monitor.models import answer_items
+from honed.store import canonical_json
+from honed.task.data import Item
+from honed.task.spec import Task
+
+
+def check_anchors(pkg: Package, task: Task, backend: Backend,
+                  on_done: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Run every anchor through `backend`; PASS when the primary metric ≥ the manifest's acceptance min_value.
+
+    Also lists the anchors whose answer differs from the one recorded at export time: a changed answer on an
+    unchanged prompt means the model, its runtime or its settings changed, even when the score holds.
+    """
+    if not (pkg.root / ANCHORS).is_file():
+        raise UserError(f"{pkg.root}: the package has no {ANCHORS}; re-export it with `honed export RUN`")
+    anchors = pkg.anchors()
+    if not anchors:
+        raise UserError(f"{pkg.root / ANCHORS}: no anchor items")
+    acc = pkg.manifest.acceptance
+    items = [Item(id=a.id, inputs=a.inputs, expected=a.expected) for a in anchors]
+    records = answer_items(task, backend, items, on_done)
+    scored = score(task, records, [item_keywords(task, i.inputs) for i in items])
+    value = scored["metrics"].get(acc.primary_metric)
+    if value is None:
+        have = sorted(k for k, v in scored["metrics"].items() if isinstance(v, (int, float)))
+        raise UserError(f"{pkg.root / 'manifest.json'}: acceptance.primary_metric {acc.primary_metric!r} is not a "
+                        f"metric of a {task.kind} task (it has {', '.join(have)})")
+    changed = [{"id": a.id, "at_export": a.answer, "now": r.answer, "expected": a.expected, "correct": r.correct}
+               for a, r in zip(anchors, records, strict=True)
+               if canonical_json(a.answer) != canonical_json(r.answer)]
+    passed = float(value) >= acc.min_value
+    return {
+        "status": "PASS" if passed else "FAIL",
+        "primary_metric": acc.primary_metric,
+        "value": float(value),
+        "ci": scored["ci"].get(acc.primary_metric),
+        "min_value": acc.min_value,
+        "n": len(anchors),
+        "n_correct": sum(r.correct for r in records),
+        "failures": {k: v for k, v in scored["failures"].items() if v},
+        "changed_since_export": changed,
+        "model": {"name": backend.info.name, "backend": backend.info.backend, "sha256": backend.info.sha256},
+        "items": [{"id": r.id, "expected": r.expected, "answer": r.answer, "correct": r.correct, "cause": r.cause,
+                   "latency_ms": round(r.latency_s * 1000, 1)} for r in records],
+    }
