@@ -26,6 +26,8 @@ _EXPORTS = {
     "run_arms": "honed.evaluate.bakeoff",
     "analyse": "honed.evaluate.bakeoff",
     "quantize": "honed.export.quantize",
+    "verify": "honed.export.verify",
+    "VerifyResult": "honed.export.verify",
     "plan_training": "honed.train.plan",
     "plan_serving": "honed.train.plan",
     "tune": "honed.train.sft",

@@ -26,12 +26,14 @@ app = typer.Typer(
 def _register() -> None:
     from honed.cli import bakeoff_cmd, data_cmd, eval_cmd, plan_cmd, tune_cmd
     from honed.cli import serve_cmd
+    from honed.cli import verify_cmd
 
     eval_cmd.register(app)
     bakeoff_cmd.register(app)
     plan_cmd.register(app)
     tune_cmd.register(app)
     serve_cmd.register(app)
+    verify_cmd.register(app)
     app.add_typer(data_cmd.app, name="data")
 
 
