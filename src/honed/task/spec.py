@@ -145,6 +145,10 @@ class AcceptanceSpec(_Strict):
     """The fine-tune must beat its base by this fraction of the base's score (seed 004's 10%)."""
     max_p95_latency_ms: float | None = None
     """Latency budget, if any."""
+    max_quant_drop: float = Field(default=0.02, ge=0.0)
+    """`honed export` ships the smallest quantization whose primary metric is at most this much (absolute)
+    below F16's. 0.02: the 10% gain the gate demands of a base scoring 0.2 is 0.02, so a rung losing more could
+    hand back the whole fine-tune; on small tests one changed answer already exceeds it (then a bigger rung)."""
 
 
 class ArmSpec(_Strict):

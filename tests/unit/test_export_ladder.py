@@ -1,0 +1,99 @@
+"""Choosing the rung by task score, answer agreement, the ladder table, and gate refusal — no model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from honed.errors import UserError
+from honed.evaluate.scoring import ItemRecord
+from honed.export.export import read_gate
+from honed.export.ladder import agreement, choose_rung, ladder_markdown
+
+pytestmark = pytest.mark.unit
+SIZES = {"F16": 260.0, "Q8_0": 140.0, "Q4_K_M": 100.0}
+
+
+def _rungs(f16: float, q8: float, q4: float) -> list[dict]:
+    return [{"quant": q, "metric": v} for q, v in (("F16", f16), ("Q8_0", q8), ("Q4_K_M", q4))]
+
+
+def test_smallest_rung_within_tolerance_wins() -> None:
+    quant, why = choose_rung(_rungs(0.90, 0.90, 0.89), SIZES, 0.02)
+    assert quant == "Q4_K_M" and "smallest" in why
+
+
+def test_a_rung_losing_more_than_tolerance_is_passed_over_and_named() -> None:
+    quant, why = choose_rung(_rungs(0.90, 0.89, 0.80), SIZES, 0.02)
+    assert quant == "Q8_0"
+    assert "Q4_K_M (0.800: more than 0.02 below F16's 0.900)" in why
+
+
+def test_exactly_at_tolerance_passes() -> None:
+    assert choose_rung(_rungs(0.90, 0.90, 0.88), SIZES, 0.02)[0] == "Q4_K_M"
+
+
+def test_f16_when_every_quant_drops() -> None:
+    assert choose_rung(_rungs(0.9, 0.5, 0.4), SIZES, 0.02)[0] == "F16"
+
+
+def test_acceptance_minimum_also_applies_when_f16_clears_it() -> None:
+    assert choose_rung(_rungs(0.90, 0.90, 0.885), SIZES, 0.02, min_value=0.89)[0] == "Q8_0"
+    # F16 itself under the minimum (a forced export): the minimum cannot be met, tolerance alone decides
+    assert choose_rung(_rungs(0.50, 0.50, 0.49), SIZES, 0.02, min_value=0.8)[0] == "Q4_K_M"
+
+
+def _rec(i: str, answer: object, text: str = "") -> ItemRecord:
+    return ItemRecord(id=i, repeat=0, expected=None, answer=answer, correct=False, cause=None, text=text,
+                      finish_reason="stop", latency_s=0.1, ttft_s=None, prompt_tokens=1, completion_tokens=1,
+                      cached=False)
+
+
+def test_agreement_compares_answers_item_by_item() -> None:
+    ref = [_rec("a", "x"), _rec("b", {"k": 1, "j": 2}), _rec("c", None, "garble")]
+    got = [_rec("a", "x"), _rec("b", {"j": 2, "k": 1}), _rec("c", None, "other"), _rec("z", "x")]
+    assert agreement(got, ref) == (2, 3)
+
+
+def test_ladder_markdown_marks_the_recommended_rung() -> None:
+    ladder = {"rungs": [{"quant": "F16", "metric": 0.9, "ci": [0.8, 1.0], "p50_ms": 100.0, "p95_ms": 150.0,
+                         "peak_memory_mb": 700.0, "cost_per_1k": 0.01, "agreement_with_merged": 1.0},
+                        {"quant": "Q8_0", "metric": 0.9, "ci": None, "p50_ms": 80.0, "p95_ms": 90.0,
+                         "peak_memory_mb": None, "cost_per_1k": None, "agreement_with_merged": None}],
+              "recommended": "Q8_0", "why": "smallest"}
+    md = ladder_markdown(ladder, "macro_f1")
+    assert "| Q8_0 **(recommended)** | 0.900 | — |" in md and "| F16 | 0.900 | [0.800, 1.000] |" in md
+    assert "100%" in md
+
+
+def _gate(run: Path, status: str) -> None:
+    run.mkdir(exist_ok=True)
+    (run / "gate.json").write_text(json.dumps({
+        "status": status, "threshold": 0.5, "primary_metric": "macro_f1",
+        "checks": [{"name": "improvement", "passed": status == "PASS", "detail": "tuned 0.40 vs base 0.45"},
+                   {"name": "collapse", "passed": True, "detail": "fine"}]}))
+
+
+def test_missing_gate_refused_unless_forced(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="run `honed gate"):
+        read_gate(tmp_path, force=False)
+    gate, entry = read_gate(tmp_path, force=True)
+    assert gate is None and entry["forced"] is True and entry["overrode"] == "no gate run"
+
+
+def test_failed_gate_refused_with_its_failed_checks_and_force_recorded(tmp_path: Path) -> None:
+    _gate(tmp_path, "FAIL")
+    with pytest.raises(UserError) as exc:
+        read_gate(tmp_path, force=False)
+    assert "gate FAILED" in str(exc.value) and "improvement: tuned 0.40 vs base 0.45" in str(exc.value)
+    assert "collapse" not in str(exc.value)
+    _, entry = read_gate(tmp_path, force=True)
+    assert entry == {**entry, "forced": True, "overrode": "FAIL", "failed_checks": ["improvement"]}
+
+
+def test_passed_gate_is_not_forced(tmp_path: Path) -> None:
+    _gate(tmp_path, "PASS")
+    _, entry = read_gate(tmp_path, force=True)
+    assert entry["forced"] is False and "overrode" not in entry and entry["threshold"] == 0.5
