@@ -1,0 +1,263 @@
+"""`honed serve` as a user runs it: a real subprocess on 127.0.0.1, the real SmolLM2 (primary) and the real
+Gemma 3 270M base model (fallback), the official `openai` client, the request log read back by `honed data harvest`.
+
+Server A: no keys, `--margin 1.01` (no answer can reach it) so every task request escalates to Gemma.
+Server B: SmolLM2 alone with API keys; the load test and the kill -9 run against it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from honed.backends.models import resolve_gguf
+from honed.data.logs import read_log
+from honed.errors import ModelNotFound
+from tests.conftest import EXAMPLES
+
+pytestmark = pytest.mark.integration
+openai = pytest.importorskip("openai")
+
+TASK = "support-triage"
+KEY = "serve-test-key"
+LABELS = ("billing", "bug_report", "feature_request", "account_access", "shipping", "NONE")
+MESSAGES = ["I was charged twice for my membership this month", "The app crashes when I open the settings page",
+            "Please add a dark mode to the recipe viewer", "I can't log in, the verification code never arrives",
+            "My parcel has been stuck in transit for a week", "Do you sell cast iron pans in red?"]
+
+
+@dataclass
+class Served:
+    url: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+    home: Path
+    task_dir: Path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _models(*aliases: str) -> None:
+    for alias in aliases:
+        try:
+            resolve_gguf(alias)
+        except ModelNotFound as exc:
+            pytest.skip(str(exc))
+
+
+def start(root: Path, *args: str, env: dict[str, str] | None = None) -> Served:
+    """`honed serve` in a subprocess on a free loopback port; returns once /health answers."""
+    root.mkdir(parents=True, exist_ok=True)
+    task_dir = root / "task"
+    if not task_dir.exists():
+        shutil.copytree(EXAMPLES / "classify", task_dir)
+    port, log, home = _free_port(), root / "requests.jsonl", root / "home"
+    cmd = [sys.executable, "-m", "honed", "serve", *args, "--task", str(task_dir), "--port", str(port), "--log",
+           str(log), "--threads", "2"]
+    out = (root / "server.out").open("ab")
+    proc = subprocess.Popen(cmd, stdout=out, stderr=out,
+                            env={**os.environ, "HONED_HOME": str(home), "OMP_WAIT_POLICY": "PASSIVE", **(env or {})})
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"honed serve exited with {proc.returncode}:\n{(root / 'server.out').read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return Served(url, proc, log, home, task_dir)
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.kill()
+    pytest.fail(f"honed serve did not answer within 120 s:\n{(root / 'server.out').read_text()[-3000:]}")
+
+
+def stop(s: Served) -> None:
+    if s.proc.poll() is None:
+        s.proc.send_signal(signal.SIGINT)
+        try:
+            s.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            s.proc.kill()
+            s.proc.wait()
+
+
+def log_lines(path: Path) -> list[str]:
+    """Every line of the log, checking that each is a whole record and the file ends on a line boundary."""
+    if not path.exists():
+        return []
+    raw = path.read_bytes()
+    assert not raw or raw.endswith(b"\n"), "the log ends in a half-written line"
+    skipped: list[str] = []
+    records = [rec for _, rec in read_log(path, skipped)]
+    assert not skipped
+    return [r.request_id for r in records]
+
+
+@pytest.fixture(scope="module")
+def escalating(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    _models("smollm2-135m", "gemma3-270m")
+    s = start(tmp_path_factory.mktemp("serve-a"), "smollm2-135m", "--fallback", "gemma3-270m", "--margin", "1.01",
+              "--max-body-kb", "8")
+    yield s
+    stop(s)
+
+
+@pytest.fixture(scope="module")
+def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    _models("smollm2-135m")
+    s = start(tmp_path_factory.mktemp("serve-b"), "smollm2-135m", "--api-key", KEY, "--rate-limit", "100000")
+    yield s
+    stop(s)
+
+
+def test_openai_client_chat_task_and_forced_escalation(escalating: Served, tmp_path: Path) -> None:
+    client = openai.OpenAI(base_url=f"{escalating.url}/v1", api_key="unused-on-loopback", max_retries=0)
+    ids = [m.id for m in client.models.list().data]
+    assert ids == ["smollm2-135m", "gemma3-270m", f"task:{TASK}"]
+
+    chat = client.chat.completions.create(model="smollm2-135m", temperature=0, max_tokens=12,
+                                          messages=[{"role": "user", "content": "Say hello."}])
+    assert chat.choices[0].message.content and chat.usage.completion_tokens > 0
+
+    # The task route through the client's generic post(): the raw body comes back as a dict.
+    body = client.post(f"/tasks/{TASK}", body={"input": {"text": MESSAGES[0]}}, cast_to=object)
+    assert body["layer"] == "fallback" and body["model"] == "gemma3-270m" and body["valid"] is True
+    s = body["signals"]
+    assert s["escalated"] is True and s["reason"] == "low_margin" and s["primary_valid"] is True
+    assert -1.0 <= s["primary_margin"] <= 1.0 and s["primary_answer"] in LABELS
+    assert body["answer"] == s["fallback_answer"] and body["answer"] in LABELS
+
+    # The task route as a chat model: the user message is the input fields as JSON.
+    via_chat = client.chat.completions.create(model=f"task:{TASK}", messages=[
+        {"role": "user", "content": json.dumps({"text": MESSAGES[4]})}])
+    extra = via_chat.model_extra["honed"]
+    assert via_chat.choices[0].message.content == extra["answer"] and extra["layer"] == "fallback"
+
+    # The fallback model is also a chat model of its own.
+    client.chat.completions.create(model="gemma3-270m", temperature=0, max_tokens=4,
+                                   messages=[{"role": "user", "content": "The sky is"}])
+
+    records = [rec for _, rec in read_log(escalating.log)]
+    by_id = {r.request_id: r for r in records}
+    task_rec = by_id[body["request_id"]]
+    assert (task_rec.layer, task_rec.model, task_rec.answer) == ("fallback", "gemma3-270m", body["answer"])
+    assert task_rec.signals["primary_answer"] == s["primary_answer"] and len(task_rec.model_sha256 or "") == 64
+    shas = {r.layer: r.model_sha256 for r in records}
+    assert {r.layer for r in records} == {"primary", "fallback"} and shas["primary"] != shas["fallback"]
+    assert [r.task for r in records].count("chat") == 2
+
+    # `honed data harvest` reads the log serve wrote: the escalated answers become training examples.
+    out = tmp_path / "harvest"
+    proc = subprocess.run([sys.executable, "-m", "honed", "data", "harvest", str(escalating.task_dir),
+                           str(escalating.log), "--rule", "train: escalated == true", "--out", str(out)],
+                          check=False, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "HONED_HOME": str(escalating.home)})
+    assert proc.returncode == 0, proc.stderr
+    harvested = [json.loads(line) for line in (out / "harvested.jsonl").read_text().splitlines()]
+    assert {h["text"] for h in harvested} == {MESSAGES[0], MESSAGES[4]}
+    summary = json.loads((out / "harvest.json").read_text())
+    assert summary["dropped"].get("other task") == 2  # the chat lines
+
+
+def test_bad_requests_are_4xx_and_the_server_stays_healthy(escalating: Served) -> None:
+    url = escalating.url
+    cases = [
+        (httpx.post(f"{url}/v1/tasks/{TASK}", content=b'{"input": {"text": ', timeout=30), 400, "invalid JSON"),
+        (httpx.post(f"{url}/v1/tasks/{TASK}", json={"input": {"text": "x" * 20000}}, timeout=30), 413, "8 KiB"),
+        (httpx.post(f"{url}/v1/tasks/nope", json={"input": {"text": "x"}}, timeout=30), 404, f"has: {TASK}"),
+        (httpx.post(f"{url}/v1/tasks/{TASK}", json={"input": {"body": "x"}}, timeout=30), 400, "lacks ['text']"),
+        (httpx.post(f"{url}/v1/chat/completions", json={"model": "smollm2-135m", "messages": "hi"}, timeout=30), 400,
+         "messages"),
+    ]
+    for resp, status, text in cases:
+        assert resp.status_code == status, resp.text
+        assert text in resp.json()["error"]["message"]
+    client = openai.OpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
+    with pytest.raises(openai.NotFoundError, match="unknown model"):
+        client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+    health = httpx.get(f"{url}/health", timeout=10).json()
+    assert health["status"] == "ok" and escalating.proc.poll() is None
+    metrics = httpx.get(f"{url}/metrics", timeout=10).text
+    assert 'route="task",status="413"' in metrics and "honed_escalations_total" in metrics
+
+
+def test_keys_are_required_when_configured(keyed: Served) -> None:
+    anonymous = openai.OpenAI(base_url=f"{keyed.url}/v1", api_key="wrong", max_retries=0)
+    with pytest.raises(openai.AuthenticationError, match="invalid API key"):
+        anonymous.models.list()
+    assert httpx.post(f"{keyed.url}/v1/tasks/{TASK}", json={"input": {"text": "x"}}, timeout=30).status_code == 401
+    client = openai.OpenAI(base_url=f"{keyed.url}/v1", api_key=KEY, max_retries=0)
+    body = client.post(f"/tasks/{TASK}", body={"input": {"text": MESSAGES[1]}}, cast_to=object)
+    assert body["layer"] == "primary" and body["valid"] is True and "margin" in body["signals"]
+
+
+def _hammer(url: str, seconds: float, clients: int, stop_early: threading.Event | None = None) -> dict[str, int]:
+    """`clients` threads posting task and chat requests for `seconds`; counts of 200s and of failures."""
+    counts = {"ok": 0, "other": 0, "errors": 0}
+    lock = threading.Lock()
+    end = time.monotonic() + seconds
+
+    def run(k: int) -> None:
+        with httpx.Client(headers={"Authorization": f"Bearer {KEY}"}, timeout=60) as c:
+            i = 0
+            while time.monotonic() < end and not (stop_early and stop_early.is_set()):
+                i += 1
+                try:
+                    if (k + i) % 4 == 0:
+                        r = c.post(f"{url}/v1/chat/completions", json={
+                            "model": "smollm2-135m", "max_tokens": 4, "temperature": 0,
+                            "messages": [{"role": "user", "content": f"Count to {k + i}"}]})
+                    else:
+                        r = c.post(f"{url}/v1/tasks/{TASK}", json={"input": {"text": MESSAGES[(k + i) % 6]}})
+                    key = "ok" if r.status_code == 200 else "other"
+                except httpx.HTTPError:
+                    key = "errors"
+                with lock:
+                    counts[key] += 1
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return counts
+
+
+def test_load_loses_no_log_line_and_kill_9_tears_none(keyed: Served) -> None:
+    before = len(log_lines(keyed.log))
+    counts = _hammer(keyed.url, seconds=8, clients=8)
+    after = log_lines(keyed.log)
+    assert counts["ok"] >= 8 and counts["other"] == 0 and counts["errors"] == 0, counts
+    assert len(after) - before == counts["ok"]  # one whole line per answered request, none lost
+    assert len(set(after)) == len(after)
+
+    # kill -9 in the middle of a load: every line still parses; only in-flight requests may be missing.
+    before = len(after)
+    result: dict[str, int] = {}
+    loader = threading.Thread(target=lambda: result.update(_hammer(keyed.url, seconds=30, clients=8)))
+    loader.start()
+    time.sleep(3)
+    keyed.proc.send_signal(signal.SIGKILL)
+    keyed.proc.wait(10)
+    loader.join(60)
+    lines = log_lines(keyed.log)
+    added = len(lines) - before
+    assert result["ok"] >= 1 and result["errors"] >= 1, result
+    assert result["ok"] <= added <= result["ok"] + 8, (added, result)
