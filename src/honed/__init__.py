@@ -26,12 +26,15 @@ _EXPORTS = {
     "run_arms": "honed.evaluate.bakeoff",
     "analyse": "honed.evaluate.bakeoff",
     "quantize": "honed.export.quantize",
+    "export_run": "honed.export.export:export",  # `honed.export` is the package, as with evaluate_task
     "verify": "honed.export.verify",
     "VerifyResult": "honed.export.verify",
     "plan_training": "honed.train.plan",
     "plan_serving": "honed.train.plan",
     "tune": "honed.train.sft",
     "TuneConfig": "honed.train.config",
+    "gate_run": "honed.gate.run:gate",  # `honed.gate` is the package, as with evaluate_task
+    "GateResult": "honed.gate.run",
     "serve_model": "honed.serve:serve",  # `honed.serve` is the package, as with evaluate_task
     "ServeConfig": "honed.serve.config",
     "split_task": "honed.data.split",

@@ -132,6 +132,11 @@ class TransformersBackend(Backend):
         ids.update(added[t] for t in _END_OF_TURN if t in added)
         return sorted(ids)
 
+    @property
+    def tokenizer(self) -> Any:
+        """The model's tokenizer (the gate scores reference answers with it, end-of-turn token included)."""
+        return self._tok
+
     def cache_identity(self) -> str:
         # Same file as LlamaCppBackend, different numerics and timings: never share cached responses.
         return f"{self.name}:{self.info.sha256}"

@@ -27,6 +27,8 @@ def _register() -> None:
     from honed.cli import bakeoff_cmd, data_cmd, eval_cmd, plan_cmd, tune_cmd
     from honed.cli import serve_cmd
     from honed.cli import verify_cmd
+    from honed.cli import gate_cmd
+    from honed.cli import export_cmd
 
     eval_cmd.register(app)
     bakeoff_cmd.register(app)
@@ -34,6 +36,8 @@ def _register() -> None:
     tune_cmd.register(app)
     serve_cmd.register(app)
     verify_cmd.register(app)
+    gate_cmd.register(app)
+    export_cmd.register(app)
     app.add_typer(data_cmd.app, name="data")
 
 

@@ -149,6 +149,12 @@ class AcceptanceSpec(_Strict):
     """`honed export` ships the smallest quantization whose primary metric is at most this much (absolute)
     below F16's. 0.02: the 10% gain the gate demands of a base scoring 0.2 is 0.02, so a rung losing more could
     hand back the whole fine-tune; on small tests one changed answer already exceeds it (then a bigger rung)."""
+    max_forgetting: float = Field(default=0.25, ge=0.0)
+    """The gate fails when the tuned model's mean per-token loss on honed's general prompts rises by more than
+    this share of the base's (0.25: +25%)."""
+    collapse_share: float = Field(default=0.9, gt=0.5, le=1.0)
+    """The gate fails when this share of the tuned test answers is one answer while the test's most common
+    expected answer is under 50% (seed 000's "NONE to everything")."""
 
 
 class ArmSpec(_Strict):

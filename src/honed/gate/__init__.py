@@ -1,0 +1,11 @@
+"""Stage 6, the gate: prove the fine-tune beat its base on the locked test, or say why not.
+
+`gate(run)` evaluates base and tuned (base + adapter) through one backend on the locked test, pairs them item by
+item, and writes `RUN/gate.json`: PASS only when every check passes — improvement (relative gain ≥ the task's
+minimum with the paired CI of the difference above 0), forgetting (general prompts), collapse, latency, and
+optionally a named bake-off arm. `honed export` refuses a run whose gate did not pass, unless forced.
+"""
+
+from honed.gate.run import GATE_FILE, GateResult, gate, read_tune_run
+
+__all__ = ["GATE_FILE", "GateResult", "gate", "read_tune_run"]

@@ -1,0 +1,237 @@
+"""`gate(run)`: the tuned model against its base on the locked test, paired, and the verdict in `RUN/gate.json`.
+
+Both sides run through the `transformers` backend on the same dequantized base weights, the tuned side with the
+run's adapter (`RUN/best/`): the pair differs only by the adapter, so a difference is the fine-tune's doing.
+Evaluations go through `honed.evaluate.runner.evaluate` (normal eval run folders, responses cached: a re-run
+answers from the cache). See `honed.gate.checks` for the rules.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from honed.errors import UserError
+from honed.evaluate.runner import EvalResult
+from honed.evaluate.scoring import ItemRecord, item_keywords, metric_on
+from honed.gate import checks
+from honed.gate.forgetting import load_general_check, reference_nll
+from honed.store import Store, write_json_atomic
+from honed.task.data import Item
+from honed.task.spec import Task
+
+GATE_FILE = "gate.json"
+BACKEND = "transformers"
+
+
+@dataclass
+class GateResult:
+    """The gate.json document and where it was written."""
+
+    doc: dict[str, Any]
+    path: Path
+
+    @property
+    def status(self) -> str:
+        return str(self.doc["status"])
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "PASS"
+
+    @property
+    def failed_checks(self) -> list[dict[str, Any]]:
+        return [c for c in self.doc["checks"] if not c["passed"]]
+
+
+@dataclass
+class _Side:
+    result: EvalResult
+    nll: dict[str, Any]
+    base_sha256: str | None
+
+
+def read_tune_run(run: Path) -> tuple[dict[str, Any], Task, Path]:
+    """(manifest, task, adapter folder) of a tune run folder, or a UserError saying what is missing."""
+    from honed.task.spec import load_task
+
+    mpath = run / "manifest.json"
+    if not mpath.is_file():
+        raise UserError(f"{run}: not a tune run folder (no manifest.json); give the folder or id `honed tune` "
+                        "printed (`honed runs` lists them)")
+    try:
+        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{mpath}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    missing = [k for k in ("task_dir", "base_model") if k not in manifest]
+    if missing or not isinstance(manifest.get("base_model"), dict) or "name" not in manifest["base_model"]:
+        raise UserError(f"{mpath}: not a tune manifest (expected keys task_dir and base_model{{name, path, "
+                        f"sha256}}; missing: {', '.join(missing) or 'base_model.name'})")
+    task_dir = Path(manifest["task_dir"])
+    if not task_dir.exists():
+        raise UserError(f"{mpath}: task_dir {task_dir} does not exist any more (the gate needs the task and its "
+                        "locked test split)")
+    adapter = run / "best"
+    if not (adapter / "adapter_config.json").is_file():
+        raise UserError(f"{run}: no adapter in best/ (no validation pass improved on anything, or tune did not "
+                        "finish one); re-run `honed tune`")
+    return manifest, load_task(task_dir), adapter
+
+
+def _model_ref(base: dict[str, Any]) -> str:
+    """The file tune trained on, where it still exists; else the alias (resolved again)."""
+    path = base.get("path")
+    return str(path) if path and Path(path).exists() else str(base["name"])
+
+
+def _evaluate_side(task: Task, model: str, adapter: Path | None, items: list[Item], store: Store,
+                   progress: bool) -> _Side:
+    from honed.backends import open_backend
+    from honed.evaluate.runner import evaluate
+
+    opts: dict[str, Any] = {"adapter": str(adapter)} if adapter else {}
+    with open_backend(BACKEND, model, **opts) as be:
+        result = evaluate(task, be, "test", items=items, store=store, progress=progress)
+        nll = reference_nll(be, load_general_check())
+        return _Side(result, nll, be.info.details.get("base_sha256"))
+
+
+def _labels(records: list[ItemRecord]) -> list[str]:
+    """Each answer as a label for the collapse count; outputs that were no answer at all count as one."""
+    return [(r.answer if isinstance(r.answer, str) else json.dumps(r.answer, sort_keys=True))
+            if r.cause in (None, "wrong_answer") else "<invalid>" for r in records]
+
+
+def _ci(result: EvalResult, stat: checks.Statistic, n: int, metric: str, n_resamples: int) -> list[float]:
+    ci = result.doc.get("ci", {}).get(metric)
+    if ci is not None:
+        return list(ci)
+    from honed.evaluate import stats
+
+    return list(stats.bootstrap_ci(stat, n, n_resamples=n_resamples))
+
+
+def _vs_arm(vs: Path, task: Task, items: list[Item], tuned: list[ItemRecord], metric: str, n_resamples: int,
+            seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Pair the tuned answers with an eval / bake-off arm run's on the test items both have."""
+    from honed.evaluate.compare import load_run
+
+    doc, recs, _ = load_run(vs)
+    if doc.get("task") != task.name:
+        raise UserError(f"{vs}: the arm ran task {doc.get('task')!r}, the tune run is {task.name!r}: nothing to "
+                        "pair")
+    arm = {r.id: r for r in recs if r.repeat == 0}
+    idx = [i for i, item in enumerate(items) if item.id in arm]
+    if not idx:
+        raise UserError(f"{vs}: the arm run shares no item with the locked test; evaluate the arm on it: "
+                        f"honed eval {task.root} --split test --model MODEL")
+    changed = [items[i].id for i in idx if arm[items[i].id].expected != items[i].expected]
+    if changed:
+        raise UserError(f"{vs}: the arm was scored against other expected answers for {len(changed)} item(s) "
+                        f"(e.g. {changed[0]!r}): it ran on another version of the test set; re-run it")
+    kws = [item_keywords(task, items[i].inputs) for i in idx]
+    ra, rt = [arm[items[i].id] for i in idx], [tuned[i] for i in idx]
+    imp = checks.paired_improvement(metric_on(task, ra, kws, metric), metric_on(task, rt, kws, metric), len(idx),
+                                    n_resamples=n_resamples, seed=seed)
+    label = f"arm {doc['model']['name']}"
+    check = checks.vs_arm_check({**imp, "n_paired": len(idx)}, metric, label)
+    info = {"run_dir": str(vs), "run_id": doc.get("run_id"), "model": doc["model"]["name"],
+            "backend": doc["model"].get("backend"), "n_paired": len(idx),
+            "note": f"paired on the {len(idx)} test items both runs have" if len(idx) < len(items) else
+            f"{len(idx)} paired items", "value": imp["base"], "tuned_value": imp["tuned"],
+            "difference": imp["difference"], "difference_ci": imp["difference_ci"], "p_value": imp["p_value"],
+            "passed": check["passed"]}
+    return info, check
+
+
+def gate(run: Path, *, vs: Path | None = None, limit: int | None = None, store: Store | None = None,
+         progress: bool = False, on_stage: Callable[[str], None] | None = None, n_resamples: int = 2000,
+         seed: int = 0) -> GateResult:
+    """Gate a tune run: evaluate base and tuned on the locked test, run every check, write `RUN/gate.json`.
+
+    `vs`: an eval or bake-off arm run folder on the same test items, compared pair by pair (it fails the gate
+    only when that arm is significantly better). `limit`: only the first N test items (quick looks; the verdict
+    on a few items is honest but weak: the CI says how weak).
+    """
+    from honed.task.data import load_items
+    from honed.train.validate import expected_top_share
+
+    say = on_stage or (lambda _msg: None)
+    run = Path(run)
+    manifest, task, adapter = read_tune_run(run)
+    items = load_items(task, "test")  # verifies the test lock: a gate on an edited test set is no gate
+    if limit is not None:
+        items = items[:limit]
+    if not items:
+        raise UserError(f"{task.split_path('test')}: the test split is empty: nothing to gate on")
+    if vs is not None and not (Path(vs) / "result.json").is_file():
+        raise UserError(f"{vs}: not a finished eval run folder (no result.json)")
+    acc = task.spec.acceptance
+    metric = task.primary_metric
+    base_info = manifest["base_model"]
+    model = _model_ref(base_info)
+
+    own_store = store is None
+    store = store or Store()
+    try:
+        say(f"evaluating the base model {base_info['name']} on {len(items)} test items")
+        base = _evaluate_side(task, model, None, items, store, progress)
+        if base_info.get("from_gguf") and base_info.get("sha256") and base.base_sha256 != base_info["sha256"]:
+            raise UserError(f"{model}: sha256 {base.base_sha256} but the run was trained on "
+                            f"{base_info['sha256']}: the base model changed since `honed tune`")
+        say(f"evaluating the tuned model (adapter {adapter})")
+        tuned = _evaluate_side(task, model, adapter, items, store, progress)
+    finally:
+        if own_store:
+            store.close()
+
+    rb, rt = base.result.records, tuned.result.records
+    assert [r.id for r in rb] == [r.id for r in rt] == [i.id for i in items]  # same items, same order
+    kws = [item_keywords(task, i.inputs) for i in items]
+    stat_b, stat_t = metric_on(task, rb, kws, metric), metric_on(task, rt, kws, metric)
+    say("paired bootstrap")
+    imp = checks.paired_improvement(stat_b, stat_t, len(items), n_resamples=n_resamples, seed=seed)
+    gate_checks = [
+        checks.improvement_check(imp, metric, acc.min_relative_improvement),
+        checks.forgetting_check(base.nll["mean_nll"], tuned.nll["mean_nll"], acc.max_forgetting,
+                                tuned.nll["n_prompts"]),
+        checks.collapse_check(_labels(rt), expected_top_share(task, items), acc.collapse_share),
+        checks.latency_check(tuned.result.doc["latency_ms"]["p95"], acc.max_p95_latency_ms),
+    ]
+    vs_arm = None
+    if vs is not None:
+        vs_arm, arm_check = _vs_arm(Path(vs), task, items, rt, metric, n_resamples, seed)
+        gate_checks.append(arm_check)
+
+    def side(s: _Side, stat: checks.Statistic, value: float) -> dict[str, Any]:
+        return {"value": value, "ci": _ci(s.result, stat, len(items), metric, n_resamples),
+                "p95_ms": s.result.doc["latency_ms"]["p95"], "eval_run_dir": str(s.result.run_dir)}
+
+    doc: dict[str, Any] = {
+        "status": checks.verdict(gate_checks),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "run_id": manifest.get("run_id") or run.name,
+        "task": task.name,
+        "task_dir": str(task.root),
+        "primary_metric": metric,
+        "split": "test",
+        "n_items": len(items),
+        "base": {"model": base_info["name"], "model_sha256": base.base_sha256, **side(base, stat_b, imp["base"])},
+        "tuned": {"model": base_info["name"], "adapter": str(adapter), **side(tuned, stat_t, imp["tuned"])},
+        "relative_improvement": imp["relative_improvement"],
+        "relative_improvement_ci": imp["relative_improvement_ci"],
+        "difference": imp["difference"],
+        "difference_ci": imp["difference_ci"],
+        "p_value": imp["p_value"],
+        "min_relative_improvement": acc.min_relative_improvement,
+        "threshold": checks.threshold(imp["base"], acc.min_relative_improvement),
+        "checks": gate_checks,
+        "vs_arm": vs_arm,
+    }
+    path = run / GATE_FILE
+    write_json_atomic(path, doc)
+    return GateResult(doc, path)

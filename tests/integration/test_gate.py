@@ -1,0 +1,131 @@
+"""`honed gate` on the real SmolLM2 through transformers: a planted do-nothing adapter fails, a real tiny tune
+run is gated end to end with `--json` and its verdict follows from its numbers."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import EXAMPLES
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+CONTRACT_KEYS = {"status", "created", "run_id", "task", "task_dir", "primary_metric", "split", "n_items", "base",
+                 "tuned", "relative_improvement", "relative_improvement_ci", "difference", "difference_ci",
+                 "p_value", "min_relative_improvement", "threshold", "checks", "vs_arm"}
+CHECKS = ["improvement", "forgetting", "collapse", "latency"]
+
+
+def honed(*args: str, home: Path, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HONED_HOME": str(home), "COLUMNS": "250"}
+    return subprocess.run([sys.executable, "-m", "honed", *args], capture_output=True, text=True, env=env,
+                          timeout=timeout)
+
+
+def _task(tmp_path: Path) -> Path:
+    root = tmp_path / "task"
+    shutil.copytree(EXAMPLES / "classify", root)
+    return root
+
+
+def planted_run(tmp_path: Path, task_dir: Path) -> Path:
+    """A run folder laid out like tune's whose adapter is freshly initialised: LoRA B = 0, so tuned == base."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from honed.train.loading import load_base
+
+    loaded = load_base("smollm2-135m")
+    model = get_peft_model(loaded.model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"],
+                                                    task_type="CAUSAL_LM"))
+    lora_b = [p for n, p in model.named_parameters() if "lora_B" in n]
+    assert lora_b and all(torch.count_nonzero(p) == 0 for p in lora_b)  # the adapter adds exactly nothing
+    run = tmp_path / "planted-run"
+    model.save_pretrained(str(run / "best"))
+    manifest = {"run_id": "planted-run", "task": "support-triage", "task_dir": str(task_dir),
+                "base_model": {"name": "smollm2-135m", "path": loaded.source, "sha256": loaded.sha256,
+                               "from_gguf": True}}
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    return run
+
+
+def _assert_contract(doc: dict, n_items: int) -> None:
+    assert set(doc) == CONTRACT_KEYS
+    assert doc["split"] == "test" and doc["n_items"] == n_items and doc["primary_metric"] == "macro_f1"
+    assert [c["name"] for c in doc["checks"]] == CHECKS
+    assert all(isinstance(c["passed"], bool) and c["detail"] for c in doc["checks"])
+    for side in ("base", "tuned"):
+        s = doc[side]
+        assert {"model", "value", "ci", "p95_ms", "eval_run_dir"} <= set(s)
+        assert s["ci"][0] <= s["value"] <= s["ci"][1] and s["p95_ms"] > 0
+        ev = Path(s["eval_run_dir"])
+        result = json.loads((ev / "result.json").read_text())
+        assert result["n_items"] == n_items and result["model"]["backend"] == "transformers"
+        assert result["metrics"]["macro_f1"] == pytest.approx(s["value"])
+        assert len((ev / "items.jsonl").read_text().splitlines()) == n_items
+    assert len(doc["base"]["model_sha256"]) == 64 and doc["tuned"]["adapter"].endswith("best")
+    assert doc["difference"] == pytest.approx(doc["tuned"]["value"] - doc["base"]["value"])
+    assert doc["threshold"] == pytest.approx(doc["base"]["value"] * (1 + doc["min_relative_improvement"])
+                                             if doc["base"]["value"] > 0 else doc["min_relative_improvement"])
+
+
+def test_planted_non_improving_adapter_fails(tmp_path: Path, honed_home: Path) -> None:
+    task_dir = _task(tmp_path)
+    run = planted_run(tmp_path, task_dir)
+    proc = honed("gate", str(run), "--limit", "6", home=honed_home)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "FAIL" in proc.stdout and "improvement" in proc.stdout
+    doc = json.loads((run / "gate.json").read_text())
+    _assert_contract(doc, 6)
+    assert doc["status"] == "FAIL"
+    # the adapter is a no-op: every answer is the base's, so the difference is exactly 0 and not significant
+    assert doc["tuned"]["value"] == doc["base"]["value"] and doc["difference_ci"] == [0.0, 0.0]
+    improvement = doc["checks"][0]
+    assert not improvement["passed"] and "not significant" in improvement["failed_because"]
+    forgetting = doc["checks"][1]
+    assert forgetting["base_nll"] == pytest.approx(forgetting["tuned_nll"], rel=1e-4)  # B = 0: the same model
+    base_items = (Path(doc["base"]["eval_run_dir"]) / "items.jsonl").read_text().splitlines()
+    tuned_items = (Path(doc["tuned"]["eval_run_dir"]) / "items.jsonl").read_text().splitlines()
+    assert [json.loads(x)["text"] for x in base_items] == [json.loads(x)["text"] for x in tuned_items]
+    # a re-run answers every item from the cache and comes to the same verdict
+    again = honed("gate", str(run), "--limit", "6", "--json", home=honed_home)
+    assert again.returncode == 1
+    doc2 = json.loads(again.stdout)
+    assert doc2["status"] == "FAIL" and doc2["difference_ci"] == doc["difference_ci"]
+    for side in ("base", "tuned"):
+        cache = json.loads((Path(doc2[side]["eval_run_dir"]) / "result.json").read_text())["cache"]
+        assert cache == {"hits": 6, "misses": 0}
+
+
+def test_real_tune_run_gated_end_to_end(tmp_path: Path, honed_home: Path) -> None:
+    from honed.task.spec import load_task
+    from honed.train.config import TuneConfig
+    from honed.train.sft import tune
+
+    task_dir = _task(tmp_path)
+    cfg = TuneConfig(max_steps=4, eval_every=2, max_val_items=8, batch_size=8, learning_rate=5e-4,
+                     replay_fraction=0.0, force=True)
+    summary = tune(load_task(task_dir), cfg)
+    run = Path(summary["run_dir"])
+    proc = honed("gate", summary["run_id"], "--limit", "8", "--json", home=honed_home)
+    assert proc.returncode in (0, 1), proc.stderr
+    doc = json.loads(proc.stdout)  # stdout is the JSON document alone
+    _assert_contract(doc, 8)
+    assert doc == json.loads((run / "gate.json").read_text())
+    assert doc["run_id"] == summary["run_id"] and doc["tuned"]["adapter"] == str(run / "best")
+    assert proc.returncode == (0 if doc["status"] == "PASS" else 1)
+    # the verdict follows from the numbers
+    imp = doc["checks"][0]
+    size_ok = (doc["relative_improvement"] >= doc["min_relative_improvement"] - 1e-12
+               if doc["relative_improvement"] is not None else doc["tuned"]["value"] >= doc["threshold"])
+    assert imp["passed"] == (size_ok and doc["difference_ci"][0] > 0)
+    forgetting = doc["checks"][1]
+    assert forgetting["passed"] == (forgetting["tuned_nll"] / forgetting["base_nll"] - 1 <= 0.25 + 1e-12)
+    assert doc["checks"][3]["passed"] and "no budget set" in doc["checks"][3]["detail"]
+    assert (doc["status"] == "PASS") == all(c["passed"] for c in doc["checks"])
