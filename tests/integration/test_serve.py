@@ -62,15 +62,16 @@ def _models(*aliases: str) -> None:
             pytest.skip(str(exc))
 
 
-def start(root: Path, *args: str, env: dict[str, str] | None = None) -> Served:
-    """`honed serve` in a subprocess on a free loopback port; returns once /health answers."""
+def start(root: Path, *args: str, env: dict[str, str] | None = None, task: bool = True) -> Served:
+    """`honed serve` in a subprocess on a free loopback port (with a copy of the classify example as
+    `--task`, unless `task` is False); returns once /health answers."""
     root.mkdir(parents=True, exist_ok=True)
     task_dir = root / "task"
-    if not task_dir.exists():
+    if task and not task_dir.exists():
         shutil.copytree(EXAMPLES / "classify", task_dir)
     port, log, home = _free_port(), root / "requests.jsonl", root / "home"
-    cmd = [sys.executable, "-m", "honed", "serve", *args, "--task", str(task_dir), "--port", str(port), "--log",
-           str(log), "--threads", "2"]
+    cmd = [sys.executable, "-m", "honed", "serve", *args, *(["--task", str(task_dir)] if task else []), "--port",
+           str(port), "--log", str(log), "--threads", "2"]
     out = (root / "server.out").open("ab")
     proc = subprocess.Popen(cmd, stdout=out, stderr=out,
                             env={**os.environ, "HONED_HOME": str(home), "OMP_WAIT_POLICY": "PASSIVE", **(env or {})})
