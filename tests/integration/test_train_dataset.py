@@ -9,7 +9,7 @@ import pytest
 from honed.task.data import Item, load_items
 from honed.task.spec import load_task
 from honed.train.dataset import (TemplateMismatch, encode, middle_truncate, render_completion)
-from honed.train.sft import serving_check, template_info
+from honed.train.session import serving_check, template_info
 from tests.conftest import EXAMPLES
 
 pytestmark = pytest.mark.integration

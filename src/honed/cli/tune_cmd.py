@@ -14,7 +14,7 @@ out = Console()
 def tune_command(
     task: Annotated[Path, typer.Argument(help="Task folder (holding honed.toml) or the honed.toml file.")],
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Base model: alias, .gguf, HF folder.")] = None,
-    method: Annotated[Optional[str], typer.Option(help="lora | qlora")] = None,
+    method: Annotated[Optional[str], typer.Option(help="lora | qlora | dpo")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", help="TOML file of tune settings ([tune] table).")]
     = None,
     rank: Annotated[Optional[int], typer.Option(help="LoRA rank (default: planned).")] = None,
@@ -25,7 +25,7 @@ def tune_command(
     max_length: Annotated[Optional[int], typer.Option(help="Tokens per example (default: planned).")] = None,
     force: Annotated[bool, typer.Option(help="Start even when a guardrail calls the config doomed.")] = False,
 ) -> None:
-    """LoRA fine-tune with guardrails: completion-only loss, no cut completions, train/serve template check,
+    """LoRA fine-tune (SFT or DPO) with guardrails: completion-only loss, no cut completions, train/serve template check,
     validation metric every N steps, best checkpoint by it, collapse alarm, curves."""
     from honed.task.spec import load_task
     from honed.train.config import load_config

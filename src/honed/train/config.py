@@ -17,8 +17,9 @@ class TuneConfig(BaseModel):
 
     model: str = "smollm2-135m"
     """Base model: alias, .gguf path, or Hugging Face checkpoint folder."""
-    method: Literal["lora", "qlora"] = "lora"
-    """lora (bf16 on CUDA, fp32 on CPU), qlora (4-bit base through bitsandbytes, CUDA only)."""
+    method: Literal["lora", "qlora", "dpo"] = "lora"
+    """lora (bf16 on CUDA, fp32 on CPU), qlora (4-bit base through bitsandbytes, CUDA only), dpo (preference
+    pairs built from the task: the expected answer over the base model's own wrong one, seed 000)."""
     rank: int | None = Field(default=None, gt=0)
     """LoRA rank. Unset: the planner's choice."""
     alpha: int | None = Field(default=None, gt=0)
@@ -63,6 +64,11 @@ class TuneConfig(BaseModel):
     on_collapse: Literal["stop", "warn"] = "stop"
     report_to: list[str] = []
     """Extra loggers for transformers' Trainer, e.g. ["wandb"] or ["mlflow"]."""
+    dpo_beta: float = Field(default=0.1, gt=0)
+    """DPO: how far the tuned model may move from the reference (TRL's beta; higher = closer)."""
+    dpo_hard_negatives: bool = True
+    """DPO: for items the base already answers right, reject a wrong answer anyway (NONE for a real label: the
+    false NONE of seed 000; another answer for NONE) so every item teaches the boundary."""
     force: bool = False
     """Start even when a guardrail says the config is doomed."""
 

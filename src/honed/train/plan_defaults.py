@@ -97,6 +97,10 @@ def resolve_settings(task: Task, config: TuneConfig, loaded: Any, train_items: l
         lr = 1e-4
         reasons["learning_rate"] = ("1e-4: between seed 001's 5e-5 (4B, r=32) and the usual 2e-4; seed 000's "
                                     "2e-4 on a 3B model collapsed it")
+    if config.method == "dpo" and not config.learning_rate:
+        lr /= 5
+        reasons["learning_rate"] = (f"{lr:.0e}: DPO's pairwise signal is sharper than SFT's, so a fifth of the SFT "
+                                    "rate for this model size; the val metric and the collapse alarm watch it")
     if config.epochs:
         epochs = config.epochs
         reasons["epochs"] = "set by you (an upper bound: early stopping on the val metric decides)"

@@ -1,0 +1,386 @@
+"""What every training recipe (SFT, DPO) shares: loading the base for training, the train/serve template check,
+planned settings, the run folder and manifest, the guardrail callback and the end-of-run summary.
+
+The recipes themselves (`sft.tune`, `dpo.tune_dpo`) stay flat: prepare → their own rows and trainer → finish.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import platform
+import random
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from honed import __version__
+from honed.errors import MissingDependency, UserError
+from honed.store import Store, canonical_json, write_json_atomic
+from honed.task.data import Item, items_hash, load_items
+from honed.task.spec import Task
+from honed.train.config import TuneConfig
+from honed.train.dataset import Encoded, EncodeReport, TemplateInfo, encode, render_prompt, tokenize_text
+from honed.train.validate import ValPass, expected_top_share, run_val_pass
+
+log = logging.getLogger("honed")
+
+
+class Collapse(UserError):
+    """Validation predictions collapsed onto one answer (seed 000's "NONE to everything")."""
+
+
+def template_info(tokenizer: Any, chat_template: str | None) -> TemplateInfo:
+    return TemplateInfo(chat_template=chat_template, bos_token=tokenizer.bos_token or "",
+                        eos_token=tokenizer.eos_token or "", eos_token_id=int(tokenizer.eos_token_id))
+
+
+def serving_check(task: Task, model: str, item: Item, tokenizer: Any, tpl: TemplateInfo) -> None:
+    """Render and tokenize one prompt the way the served GGUF will (llama.cpp, its own template and vocab) and
+    refuse to train if the training prefix differs. Skipped for HF folders (no GGUF to serve yet) and where
+    llama.cpp is not installed (a GPU box training for export elsewhere)."""
+    from honed.backends.models import resolve_gguf
+    from honed.train.dataset import check_serving_identity
+
+    try:
+        gguf = resolve_gguf(model)
+    except UserError:
+        return
+    try:
+        import llama_cpp
+    except ImportError:
+        log.warning("llama-cpp-python is not installed: the train/serve tokenization check is skipped")
+        return
+
+    from honed.task.prompt import build_messages, render_chat, render_plain
+
+    vocab = llama_cpp.Llama(model_path=str(gguf), vocab_only=True, verbose=False)
+    try:
+        template = vocab.metadata.get("tokenizer.chat_template")
+        bos = vocab._model.token_get_text(vocab.token_bos()) if vocab.token_bos() >= 0 else ""
+        eos = vocab._model.token_get_text(vocab.token_eos()) if vocab.token_eos() >= 0 else ""
+        msgs = build_messages(task, item.inputs)
+        prompt = render_chat(msgs, template, bos_token=bos, eos_token=eos) if template else render_plain(msgs)
+        has_bos = bool(bos) and prompt.startswith(bos)
+        tokens = vocab.tokenize(prompt.encode(), add_bos=not has_bos, special=True)
+    finally:
+        vocab.close()
+    check_serving_identity(task, item, tokenizer, tpl, tokens, prompt)
+
+
+def general_examples(path: str | None, limit: int = 400) -> list[dict]:
+    """General instruction pairs (honed's own set, or the user's), for replay and the forgetting check."""
+    from honed.data.replay import load_replay
+
+    return [{"prompt": r.prompt, "response": r.response} for r in load_replay(Path(path) if path else None)][:limit]
+
+
+def encode_general(pairs: list[dict], tokenizer: Any, tpl: TemplateInfo, max_length: int) -> list[Encoded]:
+    from honed.task.prompt import render_chat
+    from honed.types import Message
+
+    out = []
+    for i, p in enumerate(pairs):
+        msgs = (Message("user", p["prompt"]),)
+        if tpl.chat_template:
+            prompt = render_chat(msgs, tpl.chat_template, bos_token=tpl.bos_token, eos_token=tpl.eos_token)
+        else:
+            prompt = p["prompt"] + "\n\nAnswer:"
+        completion = (p["response"] if tpl.chat_template else " " + p["response"]) + tpl.eos_token
+        p_ids = tokenize_text(tokenizer, prompt, tpl)
+        c_ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
+        if len(p_ids) + len(c_ids) <= max_length:
+            out.append(Encoded(f"general-{i}", p_ids + c_ids, [0] * len(p_ids) + [1] * len(c_ids), len(p_ids),
+                               len(c_ids)))
+    return out
+
+
+@dataclass
+class Session:
+    """One training run in progress: the model being tuned, its data, its run folder and its guardrail state."""
+
+    task: Task
+    config: TuneConfig
+    cuda: bool
+    loaded: Any
+    tokenizer: Any
+    model: Any
+    tpl: TemplateInfo
+    settings: dict[str, Any]
+    train_items: list[Item]
+    val_items: list[Item]
+    train_enc: list[Encoded]
+    val_enc: list[Encoded]
+    report: EncodeReport
+    general: list[Encoded]
+    general_probe: list[Encoded]
+    warnings: list[str]
+    store: Store
+    owns_store: bool
+    run_id: str
+    run_dir: Path
+    manifest: dict[str, Any]
+    val_sub: list[Item] = field(default_factory=list)
+    val_prompts: list[list[int]] = field(default_factory=list)
+    curves: dict[str, Any] = field(default_factory=dict)
+    state: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def best_dir(self) -> Path:
+        return self.run_dir / "best"
+
+    @property
+    def metric(self) -> str:
+        return self.task.primary_metric
+
+    @property
+    def data_top(self) -> float:
+        return expected_top_share(self.task, self.val_sub)
+
+    def write_manifest(self) -> None:
+        write_json_atomic(self.run_dir / "manifest.json", self.manifest)
+
+
+def prepare(task: Task, config: TuneConfig, store: Store | None = None) -> Session:
+    """Load the base for training, check train/serve identity, plan the settings, encode the data, open the run
+    folder (config.json, manifest.json) and wrap the model in a LoRA adapter."""
+    try:
+        import torch
+        from peft import LoraConfig, get_peft_model
+    except ImportError:
+        raise MissingDependency("trl", extra="train", why="fine-tuning") from None
+    from honed.train.loading import load_base
+    from honed.train.plan_defaults import resolve_settings
+
+    cuda = torch.cuda.is_available()
+    if config.method == "qlora" and not cuda:
+        raise UserError("QLoRA needs a CUDA GPU (bitsandbytes 4-bit kernels); on this machine use --method lora")
+    torch.manual_seed(config.seed)
+    random.seed(config.seed)
+    train_items = load_items(task, "train")
+    val_items = load_items(task, "val")
+    try:
+        from honed.data.lock import assert_not_locked
+
+        assert_not_locked(task, train_items + val_items)
+    except ImportError:  # the data stage is optional for a bare task folder
+        pass
+    qcfg = None
+    if config.method == "qlora":
+        from transformers import BitsAndBytesConfig
+
+        qcfg = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                  bnb_4bit_compute_dtype=torch.bfloat16)
+    loaded = load_base(config.model, dtype="bfloat16" if cuda else "float32",
+                       device_map="auto" if cuda else None, quantization_config=qcfg)
+    tokenizer, model = loaded.tokenizer, loaded.model
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tpl = template_info(tokenizer, loaded.chat_template)
+    serving_check(task, config.model, train_items[0], tokenizer, tpl)
+
+    settings, reasons, warnings = resolve_settings(task, config, loaded, train_items, tokenizer, tpl)
+    for w in warnings:
+        log.warning(w)
+    max_length = settings["max_length"]
+    train_enc, report = encode(task, train_items, tokenizer, tpl, max_length)
+    val_enc, _ = encode(task, val_items, tokenizer, tpl, max_length)
+    if report.skipped_long_completion:
+        log.warning("skipped %d training example(s) whose completion alone exceeds max_length %d (never cut): %s",
+                    len(report.skipped_long_completion), max_length, ", ".join(report.skipped_long_completion[:10]))
+    if not train_enc:
+        raise UserError(f"no training example fits max_length {max_length}: raise it (--max-length)")
+    general = encode_general(general_examples(config.replay_file), tokenizer, tpl, max_length)
+
+    run_store = store or Store()
+    label = f"{task.name}-{Path(config.model).name.removesuffix('.gguf')}"
+    run_id, run_dir = run_store.new_run_dir("tune", label)
+    run_store.record_run(run_id, "tune", task.name, config.model, loaded.sha256, run_dir, "running")
+    resolved = {**config.model_dump(), **settings}
+    write_json_atomic(run_dir / "config.json", resolved)
+    import peft
+    import transformers
+    import trl
+
+    manifest = {
+        "run_id": run_id, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "task": task.name,
+        "task_dir": str(task.root), "method": config.method,
+        "base_model": {"name": config.model, "path": loaded.source, "sha256": loaded.sha256,
+                       "from_gguf": loaded.from_gguf},
+        "data": {"train_items_sha256": items_hash(train_items), "val_items_sha256": items_hash(val_items),
+                 "n_train": len(train_enc), "n_val": len(val_items)},
+        "config_sha256": hashlib.sha256(canonical_json(resolved).encode()).hexdigest(),
+        "settings": resolved, "reasons": reasons, "warnings": warnings, "encode": report.as_dict(),
+        "versions": {"honed": __version__, "python": platform.python_version(), "torch": torch.__version__,
+                     "transformers": transformers.__version__, "peft": peft.__version__, "trl": trl.__version__},
+    }
+    write_json_atomic(run_dir / "manifest.json", manifest)
+
+    model = get_peft_model(model, LoraConfig(r=settings["rank"], lora_alpha=settings["alpha"],
+                                             lora_dropout=config.dropout, target_modules=settings["target_modules"],
+                                             task_type="CAUSAL_LM"))
+    if config.gradient_checkpointing:
+        model.enable_input_require_grads()
+    val_sub = val_items[: config.max_val_items]
+    s = Session(task=task, config=config, cuda=cuda, loaded=loaded, tokenizer=tokenizer, model=model, tpl=tpl,
+                settings=settings, train_items=train_items, val_items=val_items, train_enc=train_enc,
+                val_enc=val_enc, report=report, general=general[40:], general_probe=general[:40],
+                warnings=warnings, store=run_store, owns_store=store is None, run_id=run_id, run_dir=run_dir,
+                manifest=manifest, val_sub=val_sub,
+                val_prompts=[tokenize_text(tokenizer, render_prompt(task, i.inputs, tpl), tpl) for i in val_sub])
+    s.curves = {"metric": s.metric, "train": [], "val": [], "best_step": None, "alarms": []}
+    s.state = {"best": None, "since_best": 0, "collapsed_in_row": 0, "base_general": None}
+    return s
+
+
+def replay_rows(s: Session) -> list[Encoded]:
+    """General instruction examples mixed into training against forgetting (never the forgetting probe)."""
+    n_task = len(s.train_enc)
+    n_replay = round(n_task * s.config.replay_fraction / max(1e-9, 1 - s.config.replay_fraction))
+    rng = random.Random(s.config.seed)
+    return rng.sample(s.general, min(n_replay, len(s.general)))
+
+
+def do_val(s: Session, step: int) -> ValPass:
+    vp = run_val_pass(step, s.model, s.tokenizer, s.task, s.tpl, s.val_sub, s.val_prompts,
+                      s.val_enc[: s.config.max_val_items], s.general_probe, s.metric)
+    s.curves["val"].append({"step": step, "metric": vp.metric, "loss": vp.loss, "top_answer": vp.top_answer,
+                            "top_share": round(vp.top_share, 4), "general_loss": vp.general_loss,
+                            "seconds": round(vp.seconds, 2)})
+    write_json_atomic(s.run_dir / "curves.json", s.curves)
+    return vp
+
+
+def base_pass(s: Session) -> ValPass:
+    """The validation pass at step 0: the base model's metric and general loss, the bar to beat."""
+    vp = do_val(s, 0)
+    s.state["base_general"] = vp.general_loss
+    s.curves["base"] = {"metric": vp.metric, "loss": vp.loss}
+    s.state["base"] = vp
+    return vp
+
+
+def guardrails(s: Session, eval_every: int) -> Any:
+    """The callback that runs a validation pass every `eval_every` steps: keeps the best adapter by the task
+    metric, raises the collapse and forgetting alarms, and stops early."""
+    from transformers import TrainerCallback
+
+    config = s.config
+
+    class Guardrails(TrainerCallback):
+        def on_log(self, args: Any, st: Any, control: Any, logs: Any = None, **kw: Any) -> None:
+            if logs and "loss" in logs:
+                s.curves["train"].append({"step": st.global_step, "loss": logs["loss"],
+                                          "lr": logs.get("learning_rate"), "epoch": logs.get("epoch")})
+
+        def on_step_end(self, args: Any, st: Any, control: Any, **kw: Any) -> None:
+            if st.global_step % eval_every and st.global_step < st.max_steps:
+                return
+            vp = do_val(s, st.global_step)
+            best = s.state["best"]
+            if best is None or vp.metric > best.metric + config.min_delta:
+                s.state["best"], s.state["since_best"] = vp, 0
+                s.model.save_pretrained(str(s.best_dir))  # the adapter only
+                s.curves["best_step"] = vp.step
+            else:
+                s.state["since_best"] += 1
+            data_top = s.data_top
+            if vp.top_share >= config.collapse_share and data_top < 0.5:
+                s.state["collapsed_in_row"] += 1
+                msg = (f"COLLAPSE ALARM at step {vp.step}: {vp.top_share:.0%} of val predictions are "
+                       f"{vp.top_answer!r} while the most common expected answer is {data_top:.0%} of val")
+                log.warning(msg)
+                s.curves["alarms"].append({"step": vp.step, "kind": "collapse", "message": msg})
+            else:
+                s.state["collapsed_in_row"] = 0
+            g0 = s.state["base_general"]
+            if g0 and vp.general_loss and vp.general_loss > 1.5 * g0:
+                msg = (f"FORGETTING at step {vp.step}: loss on general prompts rose from {g0:.3f} to "
+                       f"{vp.general_loss:.3f} (+{vp.general_loss / g0 - 1:.0%})")
+                log.warning(msg)
+                s.curves["alarms"].append({"step": vp.step, "kind": "forgetting", "message": msg})
+            if config.on_collapse == "stop" and s.state["collapsed_in_row"] >= config.collapse_patience:
+                s.state["stopped"] = "collapse"
+                control.should_training_stop = True
+            elif s.state["since_best"] >= config.patience:
+                s.state["stopped"] = "early_stopping"
+                control.should_training_stop = True
+            write_json_atomic(s.run_dir / "curves.json", s.curves)
+
+    return Guardrails()
+
+
+def curves_html(curves: dict[str, Any], metric: str) -> str:
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    from honed.report.html import figure_div, page
+
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", f"val {metric}"))
+    tr = curves["train"]
+    fig.add_trace(go.Scatter(x=[p["step"] for p in tr], y=[p["loss"] for p in tr], name="train loss"), 1, 1)
+    val = curves["val"]
+    fig.add_trace(go.Scatter(x=[p["step"] for p in val], y=[p["loss"] for p in val], name="val loss",
+                             mode="lines+markers"), 1, 1)
+    fig.add_trace(go.Scatter(x=[p["step"] for p in val], y=[p["metric"] for p in val], name=f"val {metric}",
+                             mode="lines+markers"), 1, 2)
+    if curves.get("best_step") is not None:
+        fig.add_vline(x=curves["best_step"], line_dash="dash", line_color="green", row=1, col=2)
+    fig.update_layout(height=420)
+    return page("Training curves", f"best checkpoint: step {curves.get('best_step')} by val {metric}",
+                [("", figure_div(fig))])
+
+
+def train_with_guardrails(s: Session, trainer: Any) -> tuple[str, Any, float]:
+    """Run the trainer; Ctrl-C keeps what was done (the best adapter so far is already on disk)."""
+    t0 = time.perf_counter()
+    try:
+        return "complete", trainer.train(), time.perf_counter() - t0
+    except KeyboardInterrupt:
+        return "interrupted", None, time.perf_counter() - t0
+
+
+def finish(s: Session, trainer: Any, out: Any, status: str, train_s: float, n_tokens: float) -> dict[str, Any]:
+    """Selection (best step by the val metric, and why), summary, curves, registry; the run folder is complete."""
+    config, curves, metric = s.config, s.curves, s.metric
+    best: ValPass | None = s.state["best"]
+    base: ValPass = s.state["base"]
+    data_top = s.data_top
+    last_train = curves["train"][-1]["loss"] if curves["train"] else None
+    best_train = next((p["loss"] for p in reversed(curves["train"]) if best and p["step"] <= best.step), None)
+    collapsed_best = best is not None and best.top_share >= config.collapse_share and data_top < 0.5
+    selection = {
+        "metric": metric,
+        "base_value": base.metric,
+        "best_step": best.step if best else None,
+        "best_value": best.metric if best else None,
+        "stopped_by": s.state.get("stopped", "max_steps/epochs" if status == "complete" else status),
+        "why": (f"chosen by the highest val {metric} ({best.metric:.3f} at step {best.step}; base "
+                f"{base.metric:.3f}); train loss was {best_train} there and {last_train} at the end — "
+                "train loss never picks the checkpoint" if best else "no validation pass ran"),
+        "collapsed": collapsed_best,
+        "evals": len(curves["val"]) - 1,
+    }
+    summary = {
+        "run_id": s.run_id, "run_dir": str(s.run_dir), "method": config.method,
+        "status": "collapsed" if collapsed_best else status,
+        "adapter": str(s.best_dir) if s.best_dir.exists() else None, "selection": selection,
+        "train_seconds": round(train_s, 1), "steps": trainer.state.global_step,
+        "train_tokens_per_s": round(n_tokens / train_s, 1) if train_s > 0 else None,
+        "train_loss": out.training_loss if out else None, "encode": s.report.as_dict(), "warnings": s.warnings,
+        "alarms": curves["alarms"],
+    }
+    write_json_atomic(s.run_dir / "selection.json", selection)
+    write_json_atomic(s.run_dir / "curves.json", curves)
+    (s.run_dir / "curves.html").write_text(curves_html(curves, metric), encoding="utf-8")
+    write_json_atomic(s.run_dir / "summary.json", summary)
+    shutil.rmtree(s.run_dir / "trainer", ignore_errors=True)
+    s.store.record_run(s.run_id, "tune", s.task.name, config.model, s.loaded.sha256, s.run_dir, summary["status"],
+                       {"primary_metric": metric, "value": best.metric if best else None})
+    if s.owns_store:
+        s.store.close()
+    if collapsed_best:
+        log.warning("the best checkpoint itself is collapsed: do not ship it (seed 000)")
+    return summary
