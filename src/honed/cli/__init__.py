@@ -26,6 +26,7 @@ app = typer.Typer(
 def _register() -> None:
     from honed.cli import bakeoff_cmd, data_cmd, eval_cmd, plan_cmd, tune_cmd
     from honed.cli import serve_cmd
+    from honed.cli import monitor_cmd
     from honed.cli import verify_cmd
     from honed.cli import gate_cmd
     from honed.cli import export_cmd
@@ -35,6 +36,7 @@ def _register() -> None:
     plan_cmd.register(app)
     tune_cmd.register(app)
     serve_cmd.register(app)
+    monitor_cmd.register(app)
     verify_cmd.register(app)
     gate_cmd.register(app)
     export_cmd.register(app)
