@@ -1,0 +1,44 @@
+"""A fallback layer over HTTP: `--fallback openai:URL#model`, where the OpenAI-compatible server is a second
+real `honed serve` (Gemma 3 270M base). The escalated request crosses the wire, through honed's openai backend
+(JSON-schema-wrapped choice, SSE stream with usage) and is logged on both servers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from honed.data.logs import read_log
+from tests.integration.test_serve import LABELS, MESSAGES, TASK, _models, start, stop
+
+pytestmark = pytest.mark.integration
+
+
+def test_fallback_to_an_openai_compatible_server(tmp_path: Path) -> None:
+    _models("smollm2-135m", "gemma3-270m")
+    upstream = start(tmp_path / "upstream", "gemma3-270m", task=False)
+    try:
+        front = start(tmp_path / "front", "smollm2-135m", "--fallback",
+                      f"openai:{upstream.url}/v1#gemma3-270m", "--margin", "1.01")
+        try:
+            models = httpx.get(f"{front.url}/v1/models", timeout=10).json()["data"]
+            assert models[1]["id"] == "gemma3-270m" and models[1]["honed"]["upstream"] == f"{upstream.url}/v1"
+            body = httpx.post(f"{front.url}/v1/tasks/{TASK}", json={"input": {"text": MESSAGES[2]}},
+                              timeout=300).json()
+            assert body["layer"] == "fallback" and body["valid"] is True and body["answer"] in LABELS
+            assert body["model_sha256"] is None  # a remote model's file is not visible from here
+            assert body["signals"]["fallback_constrained"] is True and body["signals"]["reason"] == "low_margin"
+        finally:
+            stop(front)
+    finally:
+        stop(upstream)
+    (front_rec,) = [r for _, r in read_log(front.log)]
+    (up_rec,) = [r for _, r in read_log(upstream.log)]
+    assert front_rec.layer == "fallback" and front_rec.answer == body["answer"]
+    # The upstream saw the same task prompt as a chat request and answered the choice wrapped in JSON.
+    assert up_rec.task == "chat" and up_rec.layer == "primary" and MESSAGES[2] in up_rec.input["messages"][-1][
+        "content"]
+    assert json.loads(up_rec.output) == {"answer": body["answer"]}
+    assert len(up_rec.model_sha256 or "") == 64
