@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from honed.backends.models import file_sha256
 from honed.errors import UserError
 from honed.export.package import MANIFEST, TASK_DIR, Acceptance, Anchor, Manifest, Package, Rung, write_anchors, \
     write_manifest
@@ -56,10 +57,8 @@ def read_gate(run: Path, force: bool) -> tuple[dict[str, Any] | None, dict[str, 
         listing = "; ".join(f"{c.get('name')}: {c.get('detail', '')}" for c in failed) or "no check passed"
         raise UserError(f"{run}: the gate FAILED ({listing}); export refused — fix the fine-tune, or ship it anyway "
                         "with --force (recorded in the package manifest)")
-    entry = {"status": status, "forced": status != "PASS", "created": gate.get("created"),
-             "primary_metric": gate.get("primary_metric"), "threshold": gate.get("threshold"),
-             "relative_improvement": gate.get("relative_improvement"),
-             "failed_checks": [c.get("name") for c in failed]}
+    # the whole gate.json (usage.md and benchmarks.md read its CIs and eval runs) plus the override, if any
+    entry = {**gate, "forced": status != "PASS", "failed_checks": [c.get("name") for c in failed]}
     if status != "PASS":
         entry["overrode"] = status
     return gate, entry
@@ -78,6 +77,10 @@ def _tune_run(run: Path) -> tuple[dict[str, Any], Task, Path]:
     except KeyError:
         raise UserError(f"{mpath}: no task_dir: not written by `honed tune`") from None
     return manifest, task, adapter
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
 def _base_ref(base: dict[str, Any]) -> str:
@@ -298,13 +301,16 @@ def export(run: Path, *, out: Path | None = None, quants: list[str] | None = Non
         rungs=[Rung(quant=r["quant"], file=r["file"], metrics={**{k: r[k] for k in lad.RUNG_KEYS[2:]},
                                                                **extras[r["quant"]]}) for r in ladder["rungs"]],
         recommended=recommended, acceptance=acceptance, gate=gate_entry,
-        hashes={"train_items_sha256": data.get("train_items_sha256"), "val_items_sha256": data.get("val_items_sha256"),
-                "test_items_sha256": items_hash(test_items), "config_sha256": tune_manifest.get("config_sha256"),
-                "adapter_sha256": a_sha, "base_sha256": merged.base_sha256},
-        run_id=tune_manifest.get("run_id", run.name), run_dir=str(run),
+        hashes={k: v for k, v in {
+            "train_items_sha256": data.get("train_items_sha256"), "val_items_sha256": data.get("val_items_sha256"),
+            "test_items_sha256": items_hash(test_items), "test_file_sha256": file_sha256(task.split_path("test")),
+            "config_sha256": tune_manifest.get("config_sha256"), "adapter_sha256": a_sha,
+            "base_sha256": merged.base_sha256}.items() if v},
+        tune={"run_id": tune_manifest.get("run_id", run.name), "config": _read_json(run / "config.json")},
+        run_dir=str(run),
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         ladder={"recommended": recommended, "why": ladder["why"], "tolerance": tol, "merged": extras["merged"]},
-        round_trip=checked, converter=converted, ollama_name=name.lower(), stages=timings,
+        round_trip=checked, converter=converted, ollama_model=name.lower(), stages=timings,
     )
     notes = _docs(root, manifest, task, gate, ladder, lad.ladder_markdown(ladder, task.primary_metric))
     done()

@@ -70,7 +70,7 @@ def training_tokenizer(base: str) -> Any:
 
 
 def training_side(task: Task, item: Item, tokenizer: Any) -> tuple[Side, TemplateInfo]:
-    from honed.train.sft import template_info
+    from honed.train.session import template_info
 
     tpl = template_info(tokenizer, tokenizer.chat_template)
     prompt, completion = render_completion(task, item.inputs, _expected(item), tpl)
@@ -160,7 +160,7 @@ def _diff(item: Item, a: Side, b: Side, vocab: GgufVocab) -> str | None:
     def around(ids: list[int]) -> str:
         return repr(vocab.detokenize(ids[lo:n + 6]))
 
-    where = "in the prompt" if n < min(len(a.prompt_ids), len(b.prompt_ids)) else "in the answer/terminator"
+    where = "in the prompt" if n < max(len(a.prompt_ids), len(b.prompt_ids)) else "in the answer/terminator"
     return (f"item {item.id}: {a.name} and {b.name} differ at token {n} {where} "
             f"({len(ai)} vs {len(bi)} tokens)\n"
             f"  {a.name:<28} ids {ai[lo:n + 6]}  text {around(ai)}\n"

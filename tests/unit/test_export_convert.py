@@ -1,0 +1,52 @@
+"""Finding llama.cpp's converter: HONED_CONVERTER, the cache, and clear errors when neither is there."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from honed.errors import UserError
+from honed.export import convert
+
+pytestmark = pytest.mark.unit
+
+
+def _fake_tree(root: Path) -> Path:
+    (root / "gguf-py" / "gguf").mkdir(parents=True)
+    (root / "gguf-py" / "gguf" / "__init__.py").write_text("")
+    (root / convert.SCRIPT).write_text("")
+    return root
+
+
+def test_env_var_accepts_the_script_or_its_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tree = _fake_tree(tmp_path / "llama.cpp")
+    for value in (tree, tree / convert.SCRIPT):
+        monkeypatch.setenv("HONED_CONVERTER", str(value))
+        assert convert.ensure_converter(fetch=False) == tree / convert.SCRIPT
+
+
+def test_env_var_without_gguf_py_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / convert.SCRIPT).write_text("")
+    monkeypatch.setenv("HONED_CONVERTER", str(tmp_path / convert.SCRIPT))
+    with pytest.raises(convert.ConverterMissing, match="gguf-py"):
+        convert.ensure_converter(fetch=False)
+
+
+def test_missing_cache_without_fetch_says_how_to_get_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HONED_CONVERTER", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with pytest.raises(UserError) as exc:
+        convert.ensure_converter(fetch=False)
+    assert "python -m honed.export.convert fetch" in str(exc.value) and str(tmp_path) in str(exc.value)
+
+
+def test_cached_tree_is_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HONED_CONVERTER", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    tree = _fake_tree(convert.cache_dir())
+    assert convert.ensure_converter(fetch=False) == tree / convert.SCRIPT
+
+
+def test_main_usage() -> None:
+    assert convert._main([]) == 2
