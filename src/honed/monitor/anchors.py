@@ -12,7 +12,7 @@ from honed.evaluate.scoring import item_keywords, score
 from honed.export.package import ANCHORS, Package
 from honed.monitor.models import answer_items
 from honed.store import canonical_json
-from honed.task.data import Item
+from honed.task.data import Item, _check_expected
 from honed.task.spec import Task
 
 
@@ -30,6 +30,8 @@ def check_anchors(pkg: Package, task: Task, backend: Backend,
         raise UserError(f"{pkg.root / ANCHORS}: no anchor items")
     acc = pkg.manifest.acceptance
     items = [Item(id=a.id, inputs=a.inputs, expected=a.expected) for a in anchors]
+    for item in items:  # an expected answer outside the task's answer space cannot be scored: say which
+        _check_expected(task, item, f"{pkg.root / ANCHORS}: anchor {item.id!r}")
     records = answer_items(task, backend, items, on_done)
     scored = score(task, records, [item_keywords(task, i.inputs) for i in items])
     value = scored["metrics"].get(acc.primary_metric)
