@@ -35,6 +35,8 @@ _EXPORTS = {
     "TuneConfig": "honed.train.config",
     "gate_run": "honed.gate.run:gate",  # `honed.gate` is the package, as with evaluate_task
     "GateResult": "honed.gate.run",
+    "monitor_package": "honed.monitor.run:monitor",  # `honed.monitor` is the package, as with evaluate_task
+    "MonitorReport": "honed.monitor.run",
     "serve_model": "honed.serve:serve",  # `honed.serve` is the package, as with evaluate_task
     "ServeConfig": "honed.serve.config",
     "split_task": "honed.data.split",
