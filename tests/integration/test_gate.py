@@ -24,7 +24,7 @@ CHECKS = ["improvement", "forgetting", "collapse", "latency"]
 
 def honed(*args: str, home: Path, timeout: float = 900) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "HONED_HOME": str(home), "COLUMNS": "250"}
-    return subprocess.run([sys.executable, "-m", "honed", *args], capture_output=True, text=True, env=env,
+    return subprocess.run([sys.executable, "-m", "honed", *args], capture_output=True, text=True, env=env, check=False,
                           timeout=timeout)
 
 
@@ -93,14 +93,12 @@ def test_planted_non_improving_adapter_fails(tmp_path: Path, honed_home: Path) -
     base_items = (Path(doc["base"]["eval_run_dir"]) / "items.jsonl").read_text().splitlines()
     tuned_items = (Path(doc["tuned"]["eval_run_dir"]) / "items.jsonl").read_text().splitlines()
     assert [json.loads(x)["text"] for x in base_items] == [json.loads(x)["text"] for x in tuned_items]
-    # a re-run answers every item from the cache and comes to the same verdict
+    # a re-run on unchanged inputs reuses the recorded evaluations (no model load) and reaches the same verdict
     again = honed("gate", str(run), "--limit", "6", "--json", home=honed_home)
-    assert again.returncode == 1
+    assert again.returncode == 1 and "reusing the evaluations" in again.stderr
     doc2 = json.loads(again.stdout)
     assert doc2["status"] == "FAIL" and doc2["difference_ci"] == doc["difference_ci"]
-    for side in ("base", "tuned"):
-        cache = json.loads((Path(doc2[side]["eval_run_dir"]) / "result.json").read_text())["cache"]
-        assert cache == {"hits": 6, "misses": 0}
+    assert doc2["checks"] == doc["checks"] and doc2["base"] == doc["base"]
 
 
 def test_real_tune_run_gated_end_to_end(tmp_path: Path, honed_home: Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -53,10 +53,10 @@ def _table(doc: dict[str, Any]) -> Table:
 
 def gate_command(
     run: Annotated[str, typer.Argument(help="Tune run: id, unique id prefix, or run folder.")],
-    vs: Annotated[Optional[str], typer.Option("--vs", help="Also compare with this eval or bake-off arm run (id "
+    vs: Annotated[str | None, typer.Option("--vs", help="Also compare with this eval or bake-off arm run (id "
                                               "or folder) on the same test items; fails only if it is "
                                               "significantly better.")] = None,
-    limit: Annotated[Optional[int], typer.Option(min=1, help="Only the first N test items (a quick look; the "
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N test items (a quick look; the "
                                                  "CI shows how weak the verdict is).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print gate.json to stdout instead of the table.")]
     = False,

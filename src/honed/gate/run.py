@@ -2,8 +2,8 @@
 
 Both sides run through the `transformers` backend on the same dequantized base weights, the tuned side with the
 run's adapter (`RUN/best/`): the pair differs only by the adapter, so a difference is the fine-tune's doing.
-Evaluations go through `honed.evaluate.runner.evaluate` (normal eval run folders, responses cached: a re-run
-answers from the cache). See `honed.gate.checks` for the rules.
+Evaluations go through `honed.evaluate.runner.evaluate` (normal eval run folders, responses cached); a re-run on
+unchanged inputs reuses them without loading a model (`honed.gate.cache`). See `honed.gate.checks` for the rules.
 """
 
 from __future__ import annotations
@@ -11,14 +11,15 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from honed.errors import UserError
 from honed.evaluate.runner import EvalResult
 from honed.evaluate.scoring import ItemRecord, item_keywords, metric_on
-from honed.gate import checks
+from honed.gate import cache, checks
+from honed.gate.cache import Side
 from honed.gate.forgetting import load_general_check, reference_nll
 from honed.store import Store, write_json_atomic
 from honed.task.data import Item
@@ -46,13 +47,6 @@ class GateResult:
     @property
     def failed_checks(self) -> list[dict[str, Any]]:
         return [c for c in self.doc["checks"] if not c["passed"]]
-
-
-@dataclass
-class _Side:
-    result: EvalResult
-    nll: dict[str, Any]
-    base_sha256: str | None
 
 
 def read_tune_run(run: Path) -> tuple[dict[str, Any], Task, Path]:
@@ -89,7 +83,7 @@ def _model_ref(base: dict[str, Any]) -> str:
 
 
 def _evaluate_side(task: Task, model: str, adapter: Path | None, items: list[Item], store: Store,
-                   progress: bool) -> _Side:
+                   progress: bool) -> Side:
     from honed.backends import open_backend
     from honed.evaluate.runner import evaluate
 
@@ -97,7 +91,7 @@ def _evaluate_side(task: Task, model: str, adapter: Path | None, items: list[Ite
     with open_backend(BACKEND, model, **opts) as be:
         result = evaluate(task, be, "test", items=items, store=store, progress=progress)
         nll = reference_nll(be, load_general_check())
-        return _Side(result, nll, be.info.details.get("base_sha256"))
+        return Side(result, nll, be.info.details.get("base_sha256"))
 
 
 def _labels(records: list[ItemRecord]) -> list[str]:
@@ -175,19 +169,28 @@ def gate(run: Path, *, vs: Path | None = None, limit: int | None = None, store: 
     base_info = manifest["base_model"]
     model = _model_ref(base_info)
 
-    own_store = store is None
-    store = store or Store()
-    try:
-        say(f"evaluating the base model {base_info['name']} on {len(items)} test items")
-        base = _evaluate_side(task, model, None, items, store, progress)
-        if base_info.get("from_gguf") and base_info.get("sha256") and base.base_sha256 != base_info["sha256"]:
-            raise UserError(f"{model}: sha256 {base.base_sha256} but the run was trained on "
-                            f"{base_info['sha256']}: the base model changed since `honed tune`")
-        say(f"evaluating the tuned model (adapter {adapter})")
-        tuned = _evaluate_side(task, model, adapter, items, store, progress)
-    finally:
-        if own_store:
-            store.close()
+    model_sha = cache.model_sha256(model)
+    # tune hashes a GGUF the way the backend does (the file); HF folders are hashed differently there
+    if base_info.get("from_gguf") and base_info.get("sha256") and model_sha != base_info["sha256"]:
+        raise UserError(f"{model}: sha256 {model_sha} but the run was trained on {base_info['sha256']}: the base "
+                        "model changed since `honed tune`")
+    key = cache.fingerprint(task, model_sha, adapter, items)
+    hit = cache.load(run, key, items)
+    if hit is not None:
+        say(f"same models, adapter, items and settings as before: reusing the evaluations in {cache.CACHE_FILE}")
+        base, tuned = hit
+    else:
+        own_store = store is None
+        store = store or Store()
+        try:
+            say(f"evaluating the base model {base_info['name']} on {len(items)} test items")
+            base = _evaluate_side(task, model, None, items, store, progress)
+            say(f"evaluating the tuned model (adapter {adapter})")
+            tuned = _evaluate_side(task, model, adapter, items, store, progress)
+        finally:
+            if own_store:
+                store.close()
+        cache.save(run, key, base, tuned)
 
     rb, rt = base.result.records, tuned.result.records
     assert [r.id for r in rb] == [r.id for r in rt] == [i.id for i in items]  # same items, same order
@@ -207,20 +210,20 @@ def gate(run: Path, *, vs: Path | None = None, limit: int | None = None, store: 
         vs_arm, arm_check = _vs_arm(Path(vs), task, items, rt, metric, n_resamples, seed)
         gate_checks.append(arm_check)
 
-    def side(s: _Side, stat: checks.Statistic, value: float) -> dict[str, Any]:
+    def side(s: Side, stat: checks.Statistic, value: float) -> dict[str, Any]:
         return {"value": value, "ci": _ci(s.result, stat, len(items), metric, n_resamples),
                 "p95_ms": s.result.doc["latency_ms"]["p95"], "eval_run_dir": str(s.result.run_dir)}
 
     doc: dict[str, Any] = {
         "status": checks.verdict(gate_checks),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "run_id": manifest.get("run_id") or run.name,
         "task": task.name,
         "task_dir": str(task.root),
         "primary_metric": metric,
         "split": "test",
         "n_items": len(items),
-        "base": {"model": base_info["name"], "model_sha256": base.base_sha256, **side(base, stat_b, imp["base"])},
+        "base": {"model": base_info["name"], "model_sha256": model_sha, **side(base, stat_b, imp["base"])},
         "tuned": {"model": base_info["name"], "adapter": str(adapter), **side(tuned, stat_t, imp["tuned"])},
         "relative_improvement": imp["relative_improvement"],
         "relative_improvement_ci": imp["relative_improvement_ci"],

@@ -1,0 +1,152 @@
+"""The gate's plumbing without a model: run-folder errors, pairing with a bake-off arm, the re-gate cache, and
+the CLI's one-line errors. Arms are real eval run folders written by `evaluate` from planted answers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from honed.backends.scripted import ScriptedBackend
+from honed.errors import UserError
+from honed.evaluate.runner import EvalResult, evaluate
+from honed.gate import cache, read_tune_run
+from honed.gate.forgetting import load_general_check
+from honed.gate.run import _vs_arm
+from honed.store import Store
+from honed.task.data import load_items
+from honed.task.spec import Task, load_task
+from tests.conftest import CLASSIFY_TOML, write_task
+
+pytestmark = pytest.mark.unit
+
+LABELS = ["billing", "shipping", "NONE"]
+ROWS = [{"id": f"i{n}", "text": f"message {n}", "expected": LABELS[n % 3]} for n in range(12)]
+
+
+@pytest.fixture
+def task(tmp_path: Path) -> Task:
+    return load_task(write_task(tmp_path / "t", CLASSIFY_TOML, {"test": ROWS}))
+
+
+def _answers(mapping: dict[str, str]) -> ScriptedBackend:
+    def script(req):  # the planted answer of the item whose text is in the prompt
+        text = req.messages[-1].content
+        return next(ans for msg, ans in mapping.items() if f"Message: {msg}\n" in text)
+
+    # the planted answers name the model: the response cache must not hand one plant's answers to another
+    return ScriptedBackend("planted-" + "-".join(mapping.values()), script=script)
+
+
+def _run(task: Task, answer_of, store: Store, write_run: bool = True) -> EvalResult:
+    mapping = {r["text"]: answer_of(r) for r in ROWS}
+    return evaluate(task, _answers(mapping), "test", store=store, write_run=write_run)
+
+
+def test_general_check_set_is_ours_and_apart_from_replay() -> None:
+    from honed.data.replay import load_replay
+
+    check = load_general_check()
+    assert len(check) == 40 and len({p.id for p in check}) == 40
+    replay = {r.prompt.strip().lower() for r in load_replay()}
+    assert not [p.prompt for p in check if p.prompt.strip().lower() in replay]
+    assert all(p.reference.strip() for p in check)
+
+
+def test_read_tune_run_errors(tmp_path: Path, task: Task) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    with pytest.raises(UserError, match="not a tune run folder"):
+        read_tune_run(run)
+    (run / "manifest.json").write_text(json.dumps({"run_id": "x"}))
+    with pytest.raises(UserError, match="missing: task_dir, base_model"):
+        read_tune_run(run)
+    (run / "manifest.json").write_text(json.dumps({"task_dir": str(tmp_path / "gone"),
+                                                   "base_model": {"name": "smollm2-135m"}}))
+    with pytest.raises(UserError, match="does not exist any more"):
+        read_tune_run(run)
+    (run / "manifest.json").write_text(json.dumps({"task_dir": str(task.root), "base_model": {"name": "m"}}))
+    with pytest.raises(UserError, match="no adapter in best/"):
+        read_tune_run(run)
+    (run / "best").mkdir()
+    (run / "best" / "adapter_config.json").write_text("{}")
+    manifest, loaded, adapter = read_tune_run(run)
+    assert loaded.name == "mini" and adapter == run / "best" and manifest["base_model"]["name"] == "m"
+
+
+def test_vs_arm_flags_a_significantly_better_arm(task: Task) -> None:
+    store = Store()
+    arm = _run(task, lambda r: r["expected"], store)  # a perfect arm
+    tuned = _run(task, lambda r: "NONE", store, write_run=False)  # a collapsed tuned model
+    items = load_items(task, "test")
+    info, check = _vs_arm(arm.run_dir, task, items, tuned.records, "macro_f1", 500, 0)
+    assert info["value"] == 1.0 and info["tuned_value"] < 0.3 and info["n_paired"] == 12
+    assert info["difference_ci"][1] < 0 and not check["passed"] and not info["passed"]
+    assert "arm is significantly better" in check["detail"]
+    # an arm no better than the tuned model is reported, not a failure
+    _, check2 = _vs_arm(arm.run_dir, task, items, arm.records, "macro_f1", 500, 0)
+    assert check2["passed"] and "no significant difference" in check2["detail"]
+    # pairing is on the items both have: a gate limited to 5 items pairs 5
+    info3, _ = _vs_arm(arm.run_dir, task, items[:5], tuned.records[:5], "macro_f1", 500, 0)
+    assert info3["n_paired"] == 5
+
+
+def test_vs_arm_refuses_other_tasks_and_other_test_versions(tmp_path: Path, task: Task) -> None:
+    store = Store()
+    other = load_task(write_task(tmp_path / "o", CLASSIFY_TOML.replace('name = "mini"', 'name = "other"'),
+                                 {"test": ROWS}))
+    arm = _run(other, lambda r: r["expected"], store)
+    items = load_items(task, "test")
+    with pytest.raises(UserError, match="nothing to pair"):
+        _vs_arm(arm.run_dir, task, items, [], "macro_f1", 100, 0)
+    edited = load_task(write_task(tmp_path / "e", CLASSIFY_TOML, {"test": [
+        {**r, "expected": "billing"} for r in ROWS]}))
+    arm2 = _run(edited, lambda r: "billing", store)
+    with pytest.raises(UserError, match="another version of the test set"):
+        _vs_arm(arm2.run_dir, task, items, [], "macro_f1", 100, 0)
+
+
+def test_regate_cache_round_trip(tmp_path: Path, task: Task) -> None:
+    store = Store()
+    items = load_items(task, "test")
+    base = cache.Side(_run(task, lambda r: "NONE", store), {"mean_nll": 2.0, "n_prompts": 40}, "a" * 64)
+    tuned = cache.Side(_run(task, lambda r: r["expected"], store), {"mean_nll": 2.1, "n_prompts": 40}, "a" * 64)
+    adapter = tmp_path / "best"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text('{"r": 8}')
+    key = cache.fingerprint(task, "a" * 64, adapter, items)
+    run = tmp_path / "run"
+    run.mkdir()
+    assert cache.load(run, key, items) is None
+    cache.save(run, key, base, tuned)
+    hit = cache.load(run, key, items)
+    assert hit is not None
+    b, t = hit
+    assert b.nll["mean_nll"] == 2.0 and t.nll["mean_nll"] == 2.1
+    assert [r.answer for r in t.result.records] == [r["expected"] for r in ROWS]
+    assert t.result.run_dir == tuned.result.run_dir
+    # another limit, another adapter or another model is another fingerprint
+    assert cache.load(run, key, items[:5]) is None
+    (adapter / "adapter_config.json").write_text('{"r": 16}')
+    assert cache.fingerprint(task, "a" * 64, adapter, items) != key
+    assert cache.fingerprint(task, "b" * 64, adapter, items) != cache.fingerprint(task, "a" * 64, adapter, items)
+    # a deleted eval run folder means re-evaluating, not a crash
+    import shutil
+
+    shutil.rmtree(tuned.result.run_dir)
+    assert cache.load(run, key, items) is None
+
+
+def test_cli_errors_are_one_line_exit_2(tmp_path: Path, honed_home: Path) -> None:
+    env = {**os.environ, "HONED_HOME": str(honed_home)}
+    cmd = [sys.executable, "-m", "honed", "gate"]
+    missing = subprocess.run([*cmd, "no-such-run"], capture_output=True, text=True, env=env, check=False)
+    assert missing.returncode == 2 and "run 'no-such-run' not found" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    (tmp_path / "empty").mkdir()
+    empty = subprocess.run([*cmd, str(tmp_path / "empty")], capture_output=True, text=True, env=env, check=False)
+    assert empty.returncode == 2 and "not a tune run folder" in empty.stderr and "Traceback" not in empty.stderr
