@@ -146,3 +146,13 @@ def test_input_drift_is_skipped_with_the_reason(monkeypatch: pytest.MonkeyPatch,
     traffic = load_traffic(write_log(tmp_path / "log.jsonl", [rec(i) for i in range(3)]), "mini")
     check = _input_check(task, load_items(task, "test"), traffic, MonitorConfig())
     assert check.skipped and 'pip install "honed[monitor]"' in check.skipped and not check.flagged
+
+
+def test_breakeven_volume_by_hand() -> None:
+    # $10/day fixed; a local answer saves $0.0007 × (1 − 0.3) − power 0.9 s × $0.1/h = $0.000465
+    hw = HardwareProfile(name="box", purchase_usd=3044, amortization_months=10, watts=500, electricity_usd_per_kwh=0.2)
+    fig = TrafficFigures(n_requests=1000, n_escalated=300, requests_per_day=100_000, volume_source="given",
+                         prompt_tokens=500, completion_tokens=50, token_source="given", local_seconds=0.9)
+    e = routing_economics(fig, hw, "d", CloudPrice(name="c", input_per_mtok=1.0, output_per_mtok=4.0), "d")
+    assert e["breakeven_requests_per_day"] == pytest.approx(10 / (0.0007 * 0.7 - 0.9 / 3600 * 0.1))
+    assert e["saving"] > 0  # 100,000/day is above the break-even of ~21,500/day

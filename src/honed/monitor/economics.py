@@ -60,7 +60,7 @@ def routing_economics(fig: TrafficFigures, hw: HardwareProfile, hw_as_of: str, p
     rows = []
     if fig.local_seconds is None:
         doc.update(local=None, hybrid=None, all_local=None, saving=None, saving_pct=None, breakeven_escalation=None,
-                   note="the local model answered no request in the log: no local latency to cost")
+                   breakeven_requests_per_day=None, note="the local model answered no request in the log: no local latency to cost")
     else:
         busy_s_per_day = v * fig.local_seconds / hw.concurrency
         machines = max(1, math.ceil(busy_s_per_day / 86400))
@@ -73,8 +73,9 @@ def routing_economics(fig: TrafficFigures, hw: HardwareProfile, hw_as_of: str, p
             local={"machines": machines, "busy_hours_per_day": busy_s_per_day / 3600, "fixed": fixed, "power": power},
             hybrid=hybrid, all_local=all_local, saving=saving,
             saving_pct=saving / all_cloud if all_cloud > 0 else None,
-            # the escalation rate at which the hybrid costs what all-cloud costs
+            # the escalation rate at which the hybrid costs what all-cloud costs (≤ 0: it never does)
             breakeven_escalation=(1 - all_local / all_cloud) if all_cloud > 0 else None,
+            breakeven_requests_per_day=_breakeven_volume(hw, fig.local_seconds, cloud_per_request, e, m),
         )
         hw_src = f"profile {hw.name}, prices as of {hw_as_of}"
         rows += [
@@ -95,3 +96,14 @@ def routing_economics(fig: TrafficFigures, hw: HardwareProfile, hw_as_of: str, p
         rows.append(["All-cloud", all_cloud, f"{price.name}, prices as of {prices_as_of}"])
     doc["rows"] = [{"component": c, "monthly_usd": usd, "basis": b} for c, usd, b in rows]
     return doc
+
+
+def _breakeven_volume(hw: HardwareProfile, seconds: float, cloud_per_request: float, escalation: float,
+                      days_per_month: float) -> float | None:
+    """Requests/day above which the hybrid costs less than all-cloud at this escalation rate (one machine's
+    fixed cost against the cloud spend the local answers save); None when the local answers save nothing."""
+    power_per_request = seconds / hw.concurrency / 3600 * hw.usd_per_busy_hour
+    saved_per_request = cloud_per_request * (1 - escalation) - power_per_request
+    if saved_per_request <= 0:
+        return None
+    return hw.fixed_usd_per_day / saved_per_request

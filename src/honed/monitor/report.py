@@ -58,7 +58,7 @@ def markdown(doc: dict[str, Any]) -> str:
     lines += ["", "## Drift", "", "| check | flagged | statistic | threshold | detail |", "|---|---|---|---|---|"]
     for c in doc["drift"]:
         flag = "skipped" if c["skipped"] else ("**FLAGGED**" if c["flagged"] else "no")
-        thr = ", ".join(f"{k} {v}" for k, v in c["threshold"].items())
+        thr = ", ".join(f"{k} {_f(v)}" for k, v in c["threshold"].items())
         lines.append(f"| {c['name']} | {flag} | {_stat_line(c)} | {thr} | {c['detail']} |")
     lines += ["", "Methods:", ""] + [f"- {c['name']}: {c['method']}" for c in doc["drift"]]
     tl = doc["timeline"]
@@ -96,9 +96,16 @@ def _economics_md(e: dict[str, Any]) -> list[str]:
            f"request ({t['token_source']}); month = {e['days_per_month']} days."), "",
            "| component | monthly cost (USD) | basis |", "|---|---|---|"]
     out += [f"| {r['component']} | {r['monthly_usd']:,.2f} | {r['basis']} |" for r in e["rows"]]
-    if e.get("breakeven_escalation") is not None:
-        out += ["", (f"The hybrid costs less than all-cloud while escalation stays below "
-                    f"{e['breakeven_escalation']:.1%}.")]
+    be, volume = e.get("breakeven_escalation"), e.get("breakeven_requests_per_day")
+    if be is not None and be > 0:
+        out += ["", f"At this volume the hybrid costs less than all-cloud while escalation stays below {be:.1%}."]
+    elif be is not None:
+        out += ["", "At this volume the local machine alone costs more than all-cloud: the hybrid cannot win."]
+    if volume is not None:
+        out += ["", (f"At the log's escalation rate the hybrid breaks even with all-cloud at {volume:,.0f} "
+                    "requests/day (one machine).")]
+    elif be is not None:
+        out += ["", "The local answers save less than their power costs: the hybrid never breaks even."]
     if e.get("note"):
         out += ["", e["note"]]
     return out
@@ -161,7 +168,8 @@ def html_page(doc: dict[str, Any]) -> str:
                                       [[i["id"], i["expected"], i["answer"], i["correct"], i["cause"], i["latency_ms"]]
                                        for i in a["items"]])))
     rows = [[c["name"], "skipped" if c["skipped"] else ("FLAGGED" if c["flagged"] else "no"), _stat_line(c),
-             ", ".join(f"{k} {v}" for k, v in c["threshold"].items()), c["detail"], c["method"]] for c in doc["drift"]]
+             ", ".join(f"{k} {_f(v)}" for k, v in c["threshold"].items()), c["detail"], c["method"]]
+            for c in doc["drift"]]
     sections.append(("Drift", sortable_table(["check", "flagged", "statistic", "threshold", "detail", "method"], rows)))
     sections += _figures(doc)
     if doc["shadow"]:
