@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import platform
 import random
 import shutil
@@ -23,6 +24,7 @@ from honed.task.data import Item, items_hash, load_items
 from honed.task.spec import Task
 from honed.train.config import TuneConfig
 from honed.train.dataset import Encoded, EncodeReport, TemplateInfo, encode, render_prompt, tokenize_text
+from honed.train.distributed import is_main_process
 from honed.train.validate import ValPass, expected_top_share, run_val_pass
 
 log = logging.getLogger("honed")
@@ -151,6 +153,7 @@ def prepare(task: Task, config: TuneConfig, store: Store | None = None) -> Sessi
         from peft import LoraConfig, get_peft_model
     except ImportError:
         raise MissingDependency("trl", extra="train", why="fine-tuning") from None
+    from honed.train.distributed import device_map
     from honed.train.loading import load_base
     from honed.train.plan_defaults import resolve_settings
 
@@ -174,7 +177,7 @@ def prepare(task: Task, config: TuneConfig, store: Store | None = None) -> Sessi
         qcfg = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                                   bnb_4bit_compute_dtype=torch.bfloat16)
     loaded = load_base(config.model, dtype="bfloat16" if cuda else "float32",
-                       device_map="auto" if cuda else None, quantization_config=qcfg)
+                       device_map=device_map(cuda), quantization_config=qcfg)
     tokenizer, model = loaded.tokenizer, loaded.model
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -196,8 +199,13 @@ def prepare(task: Task, config: TuneConfig, store: Store | None = None) -> Sessi
 
     run_store = store or Store()
     label = f"{task.name}-{Path(config.model).name.removesuffix('.gguf')}"
-    run_id, run_dir = run_store.new_run_dir("tune", label)
-    run_store.record_run(run_id, "tune", task.name, config.model, loaded.sha256, run_dir, "running")
+    if is_main_process():
+        run_id, run_dir = run_store.new_run_dir("tune", label)
+        run_store.record_run(run_id, "tune", task.name, config.model, loaded.sha256, run_dir, "running")
+    else:  # under accelerate, the other ranks write to a scratch folder: one run folder, rank 0's
+        import tempfile
+
+        run_id, run_dir = f"{label}-rank{os.environ.get('RANK')}", Path(tempfile.mkdtemp(prefix="honed-rank-"))
     resolved = {**config.model_dump(), **settings}
     write_json_atomic(run_dir / "config.json", resolved)
     import peft
@@ -377,8 +385,9 @@ def finish(s: Session, trainer: Any, out: Any, status: str, train_s: float, n_to
     (s.run_dir / "curves.html").write_text(curves_html(curves, metric), encoding="utf-8")
     write_json_atomic(s.run_dir / "summary.json", summary)
     shutil.rmtree(s.run_dir / "trainer", ignore_errors=True)
-    s.store.record_run(s.run_id, "tune", s.task.name, config.model, s.loaded.sha256, s.run_dir, summary["status"],
-                       {"primary_metric": metric, "value": best.metric if best else None})
+    if is_main_process():
+        s.store.record_run(s.run_id, "tune", s.task.name, config.model, s.loaded.sha256, s.run_dir,
+                           summary["status"], {"primary_metric": metric, "value": best.metric if best else None})
     if s.owns_store:
         s.store.close()
     if collapsed_best:
