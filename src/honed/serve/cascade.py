@@ -17,6 +17,7 @@ answers whatever it says. Every attempt's validity and signals go into the respo
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
@@ -143,7 +144,7 @@ async def run_cascade(layers: list[Layer], task: Task, inputs: dict[str, Any], c
     for i, layer in enumerate(layers):
         last = i == len(layers) - 1
         judge = (not last or i == 0) and cfg.confidence != "none"
-        done = await layer.worker.run(lambda layer=layer, judge=judge: attempt(layer, task, inputs, cfg, judge))
+        done = await layer.worker.run(functools.partial(attempt, layer, task, inputs, cfg, judge))
         attempts.append(done)
         if done.escalate_reason is None:
             break

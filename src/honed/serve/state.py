@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import logging
+import functools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,8 +16,6 @@ from honed.serve.layers import Layer, open_layer
 from honed.serve.metrics import Metrics
 from honed.serve.requestlog import RequestLog
 from honed.task.spec import Task, load_task
-
-log = logging.getLogger("honed")
 
 
 @dataclass
@@ -92,7 +90,7 @@ def open_server(cfg: ServeConfig) -> Server:
         raise
     metrics = Metrics()
     for layer in layers:
-        metrics.track_queue(layer.name, lambda w=layer.worker: w.waiting)
+        metrics.track_queue(layer.name, functools.partial(getattr, layer.worker, "waiting"))
     request_log = RequestLog(cfg.resolved_log_path(), int(cfg.log_max_mb * 1024 * 1024), cfg.log_keep)
     return Server(cfg, layers, by_name, request_log, metrics, KeyCheck(cfg.api_keys), RateLimiter(cfg.rate_limit),
                   package)
