@@ -86,8 +86,13 @@ def ladder_doc(run: Any, file: str) -> dict[str, Any]:
 
 
 def build_package(root: Path, kind: str = "classify", *, n_eval: int = N_EVAL, n_anchors: int = N_ANCHORS,
-                  eval_opts: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A complete package folder at root; returns what the documents were rendered from."""
+                  eval_opts: dict[str, Any] | None = None, anchors_from: str = "base",
+                  constrained: bool = False) -> dict[str, Any]:
+    """A complete package folder at root; returns what the documents were rendered from.
+
+    `anchors_from` names the eval run made with exactly the package task's settings (its answers are the
+    anchors', and it stands for the shipped rung); `constrained` turns the package task's constrained decoding on.
+    """
     from honed.backends.models import file_sha256, resolve_gguf
     from honed.data.lock import write_lock
     from honed.export.docs import render_benchmarks, render_usage
@@ -96,7 +101,11 @@ def build_package(root: Path, kind: str = "classify", *, n_eval: int = N_EVAL, n
 
     src = EXAMPLES / kind
     (root / "task" / "data").mkdir(parents=True)
-    shutil.copy(src / "honed.toml", root / "task" / "honed.toml")
+    toml = (src / "honed.toml").read_text()
+    if constrained:
+        toml = toml.replace("[generation]\n", "[generation]\nconstrained = true\n")
+        assert "constrained = true" in toml
+    (root / "task" / "honed.toml").write_text(toml)
     shutil.copy(src / "data" / "test.jsonl", root / "task" / "data" / "test.jsonl")
     for extra in src.glob("*.json"):  # the extract example's schema file
         shutil.copy(extra, root / "task" / extra.name)
@@ -109,13 +118,14 @@ def build_package(root: Path, kind: str = "classify", *, n_eval: int = N_EVAL, n
     (root / "Modelfile").write_text(f"FROM ./{gguf_name}\nPARAMETER temperature 0\n")
 
     base, tuned = eval_pair(root / "task", n_eval, **(eval_opts or {}))
-    by_id = {r.id: r for r in base.records}
+    shipped = base if anchors_from == "base" else tuned
+    by_id = {r.id: r for r in shipped.records}
     items = load_items(task, "test")[:n_anchors]
-    # the anchors' recorded answers: what this rung answers under the package's own settings (free decoding)
+    # the anchors' recorded answers: what this rung answers under the package's own settings
     anchors = [Anchor(i.id, i.inputs, i.expected, by_id[i.id].answer) for i in items]
     write_anchors(root, anchors)
     gate = gate_doc(base, tuned, src)
-    ladder = ladder_doc(base, gguf_name)
+    ladder = ladder_doc(shipped, gguf_name)
     rung = ladder["rungs"][0]
     manifest = Manifest(
         task=task.name, kind=task.kind, version="v1",
@@ -134,18 +144,28 @@ def build_package(root: Path, kind: str = "classify", *, n_eval: int = N_EVAL, n
             "manifest": load_package(root).manifest, "gguf": gguf_name}
 
 
-@pytest.fixture(scope="module")
+_BUILT: dict[str, dict[str, Any]] = {}
+
+
+def shared_package(factory: pytest.TempPathFactory, kind: str = "classify", **opts: Any) -> dict[str, Any]:
+    """One built package per kind for the whole session (test_export_docs reads the same ones): building runs
+    the real model, so it is done once. Its eval runs live in their own HONED_HOME beside the package."""
+    if kind not in _BUILT:
+        root = factory.mktemp(f"pkg-{kind}") / f"{kind}-v1"
+        old = os.environ.get("HONED_HOME")
+        os.environ["HONED_HOME"] = str(root.parent / "home")
+        try:
+            info = build_package(root, kind, **opts)
+        finally:
+            if old is not None:
+                os.environ["HONED_HOME"] = old
+        _BUILT[kind] = {**info, "root": root}
+    return _BUILT[kind]
+
+
+@pytest.fixture
 def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    root = tmp_path_factory.mktemp("pkg") / "support-triage-v1"
-    old = os.environ.get("HONED_HOME")
-    os.environ["HONED_HOME"] = str(root.parent / "home")
-    try:
-        info = build_package(root)
-    finally:
-        if old is not None:
-            os.environ["HONED_HOME"] = old
-    info["root"] = root
-    return info
+    return shared_package(tmp_path_factory)
 
 
 @pytest.fixture

@@ -194,3 +194,13 @@ def test_retrain_toml_is_accepted_by_honed_tune(tmp_path: Path) -> None:
     cfg = load_config(path)
     assert (cfg.rank, cfg.alpha, cfg.learning_rate, cfg.epochs, cfg.packing) == (8, 16, 5e-4, 8.0, False)
     assert cfg.target_modules == ["q_proj", "v_proj"] and cfg.force is False and "planner_note" not in text
+
+
+def test_a_gate_without_its_keys_is_named_key_by_key(tmp_path: Path) -> None:
+    from honed.errors import UserError
+
+    root = package_task(tmp_path / "pkg", "classify")
+    gate = gate_for(tmp_path / "b", tmp_path / "t", "macro_f1", 1)
+    del gate["tuned"]["eval_run_dir"], gate["n_items"]
+    with pytest.raises(UserError, match=r"gate.json lacks n_items, tuned.eval_run_dir: re-run `honed gate RUN`"):
+        render_benchmarks(root, manifest("classify", "macro_f1"), gate, LADDER)

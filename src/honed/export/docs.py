@@ -13,8 +13,9 @@ from typing import Any
 
 from honed.export import docs_runs as dr
 from honed.export.docs_examples import curl_example, ollama_example, python_example, read_chat_template
-from honed.export.docs_md import fence, fmt, fmt_ci, table
+from honed.export.docs_md import fence, fmt, fmt_ci, recommended_rung, table
 from honed.export.docs_usage import hardware_section, limitations_section, retrain_section, sampling_section
+from honed.errors import UserError
 from honed.export.package import ANCHORS, TASK_DIR, Anchor, Manifest, Package
 from honed.task.data import Item, load_items
 from honed.task.prompt import build_answer, build_messages
@@ -43,6 +44,7 @@ def _inputs_text(inputs: dict[str, Any], limit: int = 400) -> str:
 def render_benchmarks(pkg_root: Path, manifest: Manifest, gate: dict[str, Any], ladder: dict[str, Any]) -> str:
     """benchmarks.md: base vs tuned with CIs, the quant ladder and its recommendation, the confusion matrix (or
     what stands in for it), five before/after examples, and the failures the tuned model still makes."""
+    _check_gate(gate)
     task = load_task(Path(pkg_root) / TASK_DIR)
     items = {i.id: i for i in load_items(task, "test")}
     base, tuned = dr.read_run(gate["base"]["eval_run_dir"]), dr.read_run(gate["tuned"]["eval_run_dir"])
@@ -58,6 +60,23 @@ def render_benchmarks(pkg_root: Path, manifest: Manifest, gate: dict[str, Any], 
     out += _examples_section(task, items, base, tuned)
     out += _failures_section(task, tuned)
     return "\n".join(out).rstrip() + "\n"
+
+
+GATE_KEYS = ("status", "primary_metric", "n_items", "base.model", "base.value", "base.eval_run_dir", "tuned.model",
+             "tuned.value", "tuned.eval_run_dir")
+
+
+def _check_gate(gate: dict[str, Any]) -> None:
+    """Every gate.json key the document reads, all missing ones named at once (a bug upstream, said plainly)."""
+    missing = []
+    for key in GATE_KEYS:
+        node: Any = gate
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is None:
+            missing.append(key)
+    if missing:
+        raise UserError(f"gate.json lacks {', '.join(missing)}: re-run `honed gate RUN` (benchmarks.md reads them)")
 
 
 def _gate_section(gate: dict[str, Any], manifest: Manifest, base: dr.EvalRun, tuned: dr.EvalRun) -> list[str]:
@@ -174,21 +193,10 @@ def _failures_section(task: Task, tuned: dr.EvalRun) -> list[str]:
         if cause == "wrong_answer" and task.kind in ("classify", "pick"):
             out += [f"- expected `{e}`, answered `{a}`: {c}×" for (e, a), c in dr.wrong_pairs(recs).most_common(5)]
         else:
-            out += [f"- `{r.id}`: expected `{dr.answer_text(build_answer_safe(task, r.expected), 120)}`, got "
+            out += [f"- `{r.id}`: expected `{dr.cut(build_answer(task, r.expected), 120)}`, got "
                     f"`{dr.answer_text(r, 120)}`" for r in recs[:3]]
         out.append("")
     return out
-
-
-def build_answer_safe(task: Task, expected: Any) -> Any:
-    """The expected answer as text, shaped like a record so `answer_text` can cut it."""
-    return _Text(build_answer(task, expected) if expected is not None else "(no reference)")
-
-
-class _Text:
-    def __init__(self, text: str) -> None:
-        self.answer: Any = text
-        self.text = text
 
 
 # -------------------------------------------------------------------------------------------------- usage.md
@@ -198,8 +206,9 @@ def example_items(pkg: Package, task: Task, n: int = 3) -> list[Anchor]:
     """Three test items to show, from the anchors (which carry what the shipped rung answered) when present;
     different expected answers first, so the examples cover more than one class."""
     anchors = pkg.anchors() if (pkg.root / ANCHORS).is_file() else []
-    if not anchors:
-        anchors = [Anchor(i.id, i.inputs, i.expected, None) for i in load_items(task, "test")]
+    if len(anchors) < n:  # topped up from the test set, without a recorded answer
+        have = {a.id for a in anchors}
+        anchors += [Anchor(i.id, i.inputs, i.expected, None) for i in load_items(task, "test") if i.id not in have]
     seen: set[str] = set()
     first, rest = [], []
     for a in anchors:
@@ -213,7 +222,7 @@ def render_usage(pkg_root: Path, manifest: Manifest, task: Task) -> str:
     """usage.md: what it does and does not, the prompt format with three real copy-paste examples, sampling
     settings and why, hardware needs, known limitations, how to retrain."""
     pkg = Package(Path(pkg_root), manifest)
-    rec = next(r for r in manifest.rungs if r.quant.upper() == manifest.recommended.upper())
+    rec = recommended_rung(manifest)
     gguf = pkg.root / rec.file
     tpl = read_chat_template(gguf)
     ollama_model = str((manifest.model_extra or {}).get("ollama_model") or f"{manifest.task}:{manifest.version}")

@@ -46,3 +46,14 @@ def fence(text: str, lang: str = "") -> str:
     while ticks in text:
         ticks += "`"
     return f"{ticks}{lang}\n{text}\n{ticks}"
+
+
+def recommended_rung(manifest: Any) -> Any:
+    """The manifest's recommended rung (a clear error when `recommended` names no rung)."""
+    for rung in manifest.rungs:
+        if rung.quant.upper() == manifest.recommended.upper():
+            return rung
+    from honed.errors import UserError
+
+    raise UserError(f"manifest: recommended = {manifest.recommended!r} but the rungs are "
+                    f"{', '.join(r.quant for r in manifest.rungs) or 'none'}")

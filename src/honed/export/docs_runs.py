@@ -168,9 +168,12 @@ def wrong_pairs(records: list[ItemRecord]) -> Counter[tuple[str, str]]:
                    if r.cause == "wrong_answer")
 
 
+def cut(text: str, limit: int = 200) -> str:
+    """One line, at most `limit` characters: for answers inside a Markdown line."""
+    text = text.replace("\n", "⏎")
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 def answer_text(rec: ItemRecord, limit: int = 200) -> str:
-    """An answer as shown in the documents: the parsed answer, else the raw text (cut), with the cause."""
-    text = _shown(rec).replace("\n", "⏎")
-    if len(text) > limit:
-        text = text[:limit] + "…"
-    return text
+    """An answer as shown in the documents: the parsed answer, else the raw text, cut to one line."""
+    return cut(_shown(rec), limit)

@@ -8,7 +8,7 @@ from typing import Any
 
 from honed.evaluate.scorers import INVALID
 from honed.export import docs_runs as dr
-from honed.export.docs_md import fence, fmt, fmt_ci, rung_value, table
+from honed.export.docs_md import fence, fmt, fmt_ci, recommended_rung, rung_value, table
 from honed.export.package import Manifest, Package
 from honed.task.spec import Task
 
@@ -58,7 +58,7 @@ def hardware_section(pkg: Package, manifest: Manifest) -> list[str]:
         rows.append([r.quant + (" (recommended)" if r.quant.upper() == manifest.recommended.upper() else ""),
                      f"`{r.file}`", fmt(size, 1), fmt(rung_value(r, "peak_memory_mb"), 0),
                      fmt(rung_value(r, "p50_ms"), 1), fmt(rung_value(r, "p95_ms"), 1)])
-    rec = next(r for r in manifest.rungs if r.quant.upper() == manifest.recommended.upper())
+    rec = recommended_rung(manifest)
     peak = rung_value(rec, "peak_memory_mb")
     need = (f"The recommended rung peaked at {fmt(peak, 0)} MB of memory while it was evaluated (the whole "
             "evaluating process, Python included: llama.cpp alone needs less); plan for that much free RAM (or "
@@ -73,7 +73,7 @@ def hardware_section(pkg: Package, manifest: Manifest) -> list[str]:
 
 def _run_for_limits(manifest: Manifest) -> tuple[dr.EvalRun | None, str]:
     """The eval run that describes the shipped model best: the recommended rung's, else the gate's tuned run."""
-    rec = next(r for r in manifest.rungs if r.quant.upper() == manifest.recommended.upper())
+    rec = recommended_rung(manifest)
     candidates = [(rung_value(rec, "eval_run_dir"), f"the {rec.quant} rung's eval run"),
                   ((manifest.gate.get("tuned") or {}).get("eval_run_dir"), "the gate's tuned eval run")]
     for run_dir, what in candidates:
@@ -99,7 +99,7 @@ def limitations_section(pkg: Package, manifest: Manifest, task: Task) -> list[st
         if isinstance(n, int) and n < 100:
             out.append(f"- The test set has only {n} items, so that interval is wide: a few hundred more "
                        "labelled items would narrow it.")
-    rec = next(r for r in manifest.rungs if r.quant.upper() == manifest.recommended.upper())
+    rec = recommended_rung(manifest)
     if rung_value(rec, "metric") is not None:
         out.append(f"- The shipped {rec.quant} rung scored {fmt(rung_value(rec, 'metric'))} (95% CI "
                    f"{fmt_ci(rung_value(rec, 'ci'))}; manifest.json rungs).")
