@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import jsonschema
 import pytest
 
 from honed.backends.models import resolve_gguf
@@ -33,6 +34,8 @@ openai = pytest.importorskip("openai")
 
 TASK = "support-triage"
 KEY = "serve-test-key"
+PERSON = {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+          "required": ["name", "age"]}
 LABELS = ("billing", "bug_report", "feature_request", "account_access", "shipping", "NONE")
 MESSAGES = ["I was charged twice for my membership this month", "The app crashes when I open the settings page",
             "Please add a dark mode to the recipe viewer", "I can't log in, the verification code never arrives",
@@ -136,6 +139,15 @@ def test_openai_client_chat_task_and_forced_escalation(escalating: Served, tmp_p
     chat = client.chat.completions.create(model="smollm2-135m", temperature=0, max_tokens=12,
                                           messages=[{"role": "user", "content": "Say hello."}])
     assert chat.choices[0].message.content and chat.usage.completion_tokens > 0
+    stream = client.chat.completions.create(model="smollm2-135m", temperature=0, max_tokens=12, stream=True,
+                                            messages=[{"role": "user", "content": "Say hello."}])
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == chat.choices[0].message.content
+    person = client.chat.completions.create(
+        model="smollm2-135m", temperature=0, max_tokens=80,
+        messages=[{"role": "user", "content": "Describe a person as JSON with a name and an age."}],
+        response_format={"type": "json_schema", "json_schema": {"name": "person", "schema": PERSON}})
+    assert person.choices[0].finish_reason == "stop"
+    jsonschema.validate(json.loads(person.choices[0].message.content), PERSON)
 
     # The task route through the client's generic post(): the raw body comes back as a dict.
     body = client.post(f"/tasks/{TASK}", body={"input": {"text": MESSAGES[0]}}, cast_to=object)
@@ -162,7 +174,7 @@ def test_openai_client_chat_task_and_forced_escalation(escalating: Served, tmp_p
     assert task_rec.signals["primary_answer"] == s["primary_answer"] and len(task_rec.model_sha256 or "") == 64
     shas = {r.layer: r.model_sha256 for r in records}
     assert {r.layer for r in records} == {"primary", "fallback"} and shas["primary"] != shas["fallback"]
-    assert [r.task for r in records].count("chat") == 2
+    assert [r.task for r in records].count("chat") == 4
 
     # `honed data harvest` reads the log serve wrote: the escalated answers become training examples.
     out = tmp_path / "harvest"
@@ -174,7 +186,7 @@ def test_openai_client_chat_task_and_forced_escalation(escalating: Served, tmp_p
     harvested = [json.loads(line) for line in (out / "harvested.jsonl").read_text().splitlines()]
     assert {h["text"] for h in harvested} == {MESSAGES[0], MESSAGES[4]}
     summary = json.loads((out / "harvest.json").read_text())
-    assert summary["dropped"].get("other task") == 2  # the chat lines
+    assert summary["dropped"].get("other task") == 4  # the chat lines
 
 
 def test_bad_requests_are_4xx_and_the_server_stays_healthy(escalating: Served) -> None:
