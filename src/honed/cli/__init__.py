@@ -30,6 +30,7 @@ def _register() -> None:
     from honed.cli import verify_cmd
     from honed.cli import gate_cmd
     from honed.cli import export_cmd
+    from honed.cli import demo_cmd
 
     eval_cmd.register(app)
     bakeoff_cmd.register(app)
@@ -40,6 +41,7 @@ def _register() -> None:
     verify_cmd.register(app)
     gate_cmd.register(app)
     export_cmd.register(app)
+    demo_cmd.register(app)
     app.add_typer(data_cmd.app, name="data")
 
 

@@ -1,0 +1,47 @@
+"""`honed demo`."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+out = Console()
+
+
+def demo_command(
+    task: Annotated[Path | None, typer.Option(help="Task folder (default: the bundled examples/classify).")] = None,
+    model: Annotated[str, typer.Option("--model", "-m", help="Base model: alias or .gguf.")] = "smollm2-135m",
+    out_dir: Annotated[Path, typer.Option("--out", help="Where the package and report go.")] = Path("demo-out"),
+    max_steps: Annotated[int, typer.Option(help="Training steps at most (early stopping may end sooner).")] = 20,
+) -> None:
+    """The whole loop on the embedded model: base eval → tune → gate → export (F16, Q8_0, Q4_K_M) → report."""
+    from honed.demo import demo
+
+    t0 = time.perf_counter()
+    res = demo(task_dir=task, model=model, out=out_dir, max_steps=max_steps,
+               say=lambda m: out.print(m, highlight=False))
+    g = res.gate
+    metric = g["primary_metric"]
+    out.print(f"\n[bold]{metric} on the locked test[/] ({g['n_items']} items)", highlight=False)
+    out.print(f"  base  (GGUF)          {res.base['metrics'].get(metric):.3f}", highlight=False)
+    out.print(f"  base  (transformers)  {g['base']['value']:.3f}  95% CI {g['base'].get('ci')}", highlight=False)
+    out.print(f"  tuned (transformers)  {g['tuned']['value']:.3f}  95% CI {g['tuned'].get('ci')}", highlight=False)
+    for rung in (res.ladder or {}).get("rungs", []):
+        out.print(f"  tuned {rung['quant']:<7} (GGUF)  {rung['metric']:.3f}  95% CI {rung.get('ci')}  "
+                  f"P95 {rung.get('p95_ms')} ms", highlight=False)
+    out.print(f"\ngate: [bold]{g['status']}[/]", highlight=False)
+    if res.package:
+        out.print(f"package: {res.package} (recommended rung: {(res.ladder or {}).get('recommended')})",
+                  highlight=False)
+    out.print(f"report:  {res.report}\nwall time: {time.perf_counter() - t0:.0f} s "
+              f"({', '.join(f'{k} {v:.0f} s' for k, v in res.seconds.items())})", highlight=False)
+    if res.package is None:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo_command)

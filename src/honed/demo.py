@@ -1,0 +1,156 @@
+"""`honed demo`: the whole loop on the embedded model, on this machine, in about a quarter of an hour.
+
+base eval (llama.cpp, the shipped GGUF) → tune (LoRA, guardrails) → gate (paired, on the locked test) → export
+(merge → GGUF F16 → Q8_0 / Q4_K_M, every rung re-evaluated, template round trip, package) → one HTML report.
+Each stage is the same function the matching command runs; the demo only chooses a small budget and prints
+where everything went. Nothing is skipped when a stage fails: a failing gate stops the demo before export, as
+it would stop a real release, and says why.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from honed.errors import UserError
+from honed.store import Store, write_text_atomic
+
+
+def find_example(name: str = "classify") -> Path:
+    """The bundled example task: ./examples/NAME, else next to the source checkout honed runs from."""
+    here = Path.cwd() / "examples" / name
+    if (here / "honed.toml").is_file():
+        return here
+    repo = Path(__file__).resolve().parents[2] / "examples" / name
+    if (repo / "honed.toml").is_file():
+        return repo
+    raise UserError(f"example task {name!r} not found in ./examples or the honed checkout: pass --task DIR")
+
+
+@dataclass
+class DemoResult:
+    base: dict[str, Any]
+    tune: dict[str, Any]
+    gate: dict[str, Any]
+    package: Path | None
+    ladder: dict[str, Any] | None
+    report: Path
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _metric(doc: dict[str, Any], metric: str) -> tuple[float | None, list[float] | None]:
+    m = doc.get("metrics", {})
+    ci = doc.get("ci", {}).get(metric)
+    return m.get(metric), ci
+
+
+def report_html(res: DemoResult, metric: str, curves: dict[str, Any] | None) -> str:
+    """One self-contained page: the metric at every step of the loop with its CI, the training curves, timings."""
+    import plotly.graph_objects as go
+
+    from honed.report.html import figure_div, page, sortable_table
+
+    rows: list[tuple[str, float | None, list[float] | None, str]] = []
+    value, ci = _metric(res.base, metric)
+    rows.append(("base (GGUF, llama.cpp)", value, ci, res.base.get("run_id") or ""))
+    g = res.gate
+    rows.append(("base (transformers, gate)", g["base"]["value"], g["base"].get("ci"), "gate.json"))
+    rows.append(("tuned (transformers + adapter, gate)", g["tuned"]["value"], g["tuned"].get("ci"), "gate.json"))
+    for rung in (res.ladder or {}).get("rungs", []):
+        rows.append((f"tuned {rung['quant']} (GGUF, llama.cpp)", rung.get("metric"), rung.get("ci"),
+                     Path(rung.get("eval_run_dir") or "").name))
+    fig = go.Figure(go.Bar(
+        x=[r[0] for r in rows], y=[r[1] or 0 for r in rows],
+        error_y={"type": "data", "symmetric": False,
+                 "array": [(r[2][1] - (r[1] or 0)) if r[2] else 0 for r in rows],
+                 "arrayminus": [((r[1] or 0) - r[2][0]) if r[2] else 0 for r in rows]}))
+    fig.update_layout(title=f"{metric} on the locked test (95% CI)", yaxis={"range": [0, 1]}, height=420)
+    sections = [("Quality along the loop", figure_div(fig)),
+                ("", sortable_table(["model", metric, "95% CI", "source"],
+                                    [[r[0], "—" if r[1] is None else f"{r[1]:.3f}",
+                                      "—" if not r[2] else f"[{r[2][0]:.3f}, {r[2][1]:.3f}]", r[3]] for r in rows]))]
+    if curves:
+        fc = go.Figure()
+        fc.add_trace(go.Scatter(x=[p["step"] for p in curves["train"]], y=[p["loss"] for p in curves["train"]],
+                                name="train loss"))
+        fc.add_trace(go.Scatter(x=[p["step"] for p in curves["val"]], y=[p["metric"] for p in curves["val"]],
+                                name=f"val {metric}", mode="lines+markers", yaxis="y2"))
+        fc.update_layout(title="Training: the checkpoint is chosen by the val metric", height=380,
+                         yaxis2={"overlaying": "y", "side": "right", "range": [0, 1]})
+        if curves.get("best_step") is not None:
+            fc.add_vline(x=curves["best_step"], line_dash="dash", line_color="green")
+        sections.append(("Training curves", figure_div(fc)))
+    checks = [[c["name"], "PASS" if c["passed"] else "FAIL", c.get("detail", "")] for c in g.get("checks", [])]
+    sections.append((f"Gate: {g['status']}", sortable_table(["check", "result", "why"], checks)))
+    sections.append(("Where the time went", sortable_table(
+        ["stage", "seconds"], [[k, f"{v:.0f}"] for k, v in res.seconds.items()])))
+    meta = (f"task {g.get('task')} · base {g['base'].get('model')} (sha256 {str(g['base'].get('model_sha256'))[:12]}…)"
+            f" · package {res.package or 'not exported'}")
+    return page("honed demo", meta, sections)
+
+
+def demo(*, task_dir: Path | None = None, model: str = "smollm2-135m", out: Path = Path("demo-out"),
+         max_steps: int = 20, eval_every: int = 5, quants: tuple[str, ...] = ("Q8_0", "Q4_K_M"),
+         say: Callable[[str], None] = print, store: Store | None = None) -> DemoResult:
+    """Run the loop; returns what each stage produced (the report is written either way)."""
+    from honed.backends import open_backend
+    from honed.evaluate.runner import evaluate
+    from honed.export.export import export
+    from honed.gate import gate
+    from honed.task.spec import load_task
+    from honed.train.config import TuneConfig
+    from honed.train.sft import tune
+
+    store = store or Store()
+    task = load_task(task_dir or find_example())
+    out.mkdir(parents=True, exist_ok=True)
+    seconds: dict[str, float] = {}
+    metric = task.primary_metric
+
+    t0 = time.perf_counter()
+    say(f"1/4 evaluating the base model {model} on the locked test of {task.name} (llama.cpp)")
+    backend = open_backend("llamacpp", model)
+    try:
+        ev = evaluate(task, backend, split="test", store=store, progress=True)
+        base = {**ev.doc, "run_id": ev.run_id}
+    finally:
+        backend.close()
+    seconds["base eval"] = time.perf_counter() - t0
+    say(f"    base {metric} = {base['metrics'].get(metric):.3f}")
+
+    t0 = time.perf_counter()
+    say(f"2/4 fine-tuning a LoRA adapter ({max_steps} steps at most, val {metric} every {eval_every})")
+    cfg = TuneConfig(model=model, max_steps=max_steps, eval_every=eval_every, max_val_items=24, patience=3)
+    summary = tune(task, cfg, store=store)
+    seconds["tune"] = time.perf_counter() - t0
+    run = Path(summary["run_dir"])
+    say(f"    {summary['selection']['why']}")
+
+    t0 = time.perf_counter()
+    say("3/4 gating: tuned vs base on the locked test, paired")
+    g = gate(run, store=store, progress=True)
+    seconds["gate"] = time.perf_counter() - t0
+    for c in g.doc["checks"]:
+        say(f"    {'PASS' if c['passed'] else 'FAIL'} {c['name']}: {c.get('detail', '')}")
+
+    package, ladder = None, None
+    if g.passed:
+        t0 = time.perf_counter()
+        say(f"4/4 exporting: merge → GGUF F16 → {', '.join(quants)}, every rung re-evaluated")
+        pkg = export(run, out=out / "package", quants=list(quants), on_stage=lambda m: say(f"    {m}"))
+        seconds["export"] = time.perf_counter() - t0
+        package = pkg.root
+        ladder_path = package / "ladder.json"
+        ladder = json.loads(ladder_path.read_text()) if ladder_path.is_file() else None
+    else:
+        say("    the gate failed: no export (that is the gate doing its job; see the reasons above)")
+    curves_path = run / "curves.json"
+    curves = json.loads(curves_path.read_text()) if curves_path.is_file() else None
+    res = DemoResult(base=base, tune=summary, gate=g.doc, package=package, ladder=ladder,
+                     report=out / "report.html", seconds=seconds)
+    write_text_atomic(res.report, report_html(res, metric, curves))
+    return res
