@@ -204,3 +204,16 @@ def test_a_gate_without_its_keys_is_named_key_by_key(tmp_path: Path) -> None:
     del gate["tuned"]["eval_run_dir"], gate["n_items"]
     with pytest.raises(UserError, match=r"gate.json lacks n_items, tuned.eval_run_dir: re-run `honed gate RUN`"):
         render_benchmarks(root, manifest("classify", "macro_f1"), gate, LADDER)
+
+
+def test_python_literal_of_a_schema_is_python_and_round_trips() -> None:
+    import ast
+
+    from honed.export.docs_examples import py_literal
+
+    value = {"type": "object", "additionalProperties": False, "default": None, "required": ["a", "b"],
+             "properties": {"a": {"type": "string", "description": 'say "hi"\nthen\tgo — ok'}, "n": 1.5},
+             "empty": {}, "list": [{"x": True}, []]}
+    text = py_literal(value, 1)
+    assert "False" in text and "None" in text and "false" not in text
+    assert ast.literal_eval(text) == value

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import pprint
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,18 +108,34 @@ def curl_example(task: Task, inputs: dict[str, Any], tpl: ChatTemplate, model: s
     return (f"curl -s {base_url}/v1/{endpoint} -H 'Content-Type: application/json' -d {_shell_quote(body)}")
 
 
+def py_literal(value: Any, level: int = 0) -> str:
+    """Python source for a JSON-like value, laid out like `json.dumps(indent=4)`: unlike JSON, a schema's
+    true/false/null must read as True/False/None. JSON string literals are valid Python string literals."""
+    pad, end = "    " * (level + 1), "    " * level
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        rows = [f"{pad}{json.dumps(str(k), ensure_ascii=False)}: {py_literal(v, level + 1)}" for k, v in value.items()]
+        return "{\n" + ",\n".join(rows) + f",\n{end}}}"
+    if isinstance(value, list):
+        flat = [py_literal(v) for v in value]
+        if all(not isinstance(v, (dict, list)) for v in value) and sum(map(len, flat)) < 80:
+            return "[" + ", ".join(flat) + "]"
+        return "[\n" + ",\n".join(pad + py_literal(v, level + 1) for v in value) + f",\n{end}]"
+    if isinstance(value, bool) or value is None:
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    return repr(value)
+
+
 def python_example(task: Task, inputs: dict[str, Any], tpl: ChatTemplate, model: str, base_url: str,
                    expected: Any) -> str:
     body = request_body(task, inputs, tpl, model)
     extra = {k: body.pop(k) for k in ("grammar", "repeat_penalty", "top_k", "min_p") if k in body}
     body["extra_body"] = extra  # not OpenAI parameters: the client sends them along untouched
 
-    def arg(key: str, value: Any) -> str:
-        # a Python literal, not JSON: a schema's true/false/null must read as True/False/None
-        text = pprint.pformat(value, width=110, sort_dicts=False)
-        return f"    {key}=" + text.replace("\n", "\n    ")
-
-    kwargs = ",\n".join(arg(k, v) for k, v in body.items())
+    kwargs = ",\n".join(f"    {k}={py_literal(v, 1)}" for k, v in body.items())
     call, read = (("chat.completions", "choices[0].message.content") if tpl.template
                   else ("completions", "choices[0].text"))
     return (
