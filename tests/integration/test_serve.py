@@ -103,15 +103,22 @@ def stop(s: Served) -> None:
 
 
 def log_lines(path: Path) -> list[str]:
-    """Every line of the log, checking that each is a whole record and the file ends on a line boundary."""
-    if not path.exists():
-        return []
-    raw = path.read_bytes()
-    assert not raw or raw.endswith(b"\n"), "the log ends in a half-written line"
-    skipped: list[str] = []
-    records = [rec for _, rec in read_log(path, skipped)]
-    assert not skipped
-    return [r.request_id for r in records]
+    """Request ids of every line of the log and its rotated files (oldest first), checking that each line is
+    a whole record and that each file ends on a line boundary."""
+    files = sorted(path.parent.glob(path.name + ".*[0-9]"), key=lambda p: -int(p.suffix[1:]))
+    ids: list[str] = []
+    for f in [*files, path] if path.exists() else files:
+        raw = f.read_bytes()
+        assert not raw or raw.endswith(b"\n"), f"{f} ends in a half-written line"
+        skipped: list[str] = []
+        ids += [rec.request_id for _, rec in read_log(f, skipped)]
+        assert not skipped
+    return ids
+
+
+def _newlines(path: Path) -> int:
+    """Lines in the log and its rotated files, counted without parsing (safe while the server writes)."""
+    return sum(f.read_bytes().count(b"\n") for f in path.parent.glob(path.name + "*"))
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +133,9 @@ def escalating(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 @pytest.fixture(scope="module")
 def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     _models("smollm2-135m")
-    s = start(tmp_path_factory.mktemp("serve-b"), "smollm2-135m", "--api-key", KEY, "--rate-limit", "100000")
+    # A 4 KB log rotates every ~5 lines: the load test counts lines across the rotated files.
+    s = start(tmp_path_factory.mktemp("serve-b"), "smollm2-135m", "--api-key", KEY, "--rate-limit", "100000",
+              "--log-max-mb", "0.004", "--log-keep", "1000")
     yield s
     stop(s)
 
@@ -272,12 +281,13 @@ def test_load_loses_no_log_line_and_kill_9_tears_none(keyed: Served) -> None:
     assert len(set(after)) == len(after)
 
     # kill -9 in the middle of a load: every line still parses; only in-flight requests may be missing.
+    assert len(list(keyed.log.parent.glob("requests.jsonl.*"))) >= 1, "the log should have rotated"
     before = len(after)
     result: dict[str, int] = {}
     loader = threading.Thread(target=lambda: result.update(_hammer(keyed.url, seconds=30, clients=8)))
     loader.start()
     deadline = time.monotonic() + 60
-    while keyed.log.read_bytes().count(b"\n") < before + 3 and time.monotonic() < deadline:  # kill mid-load
+    while _newlines(keyed.log) < before + 3 and time.monotonic() < deadline:  # kill mid-load, not before it
         time.sleep(0.2)
     keyed.proc.send_signal(signal.SIGKILL)
     keyed.proc.wait(10)

@@ -26,6 +26,7 @@ def serve_command(
     log: Annotated[Path | None, typer.Option("--log", help="Request log (JSONL; default "
                                                 "$HONED_HOME/serve/requests.jsonl).")] = None,
     log_max_mb: Annotated[float, typer.Option(min=0.001, help="Rotate the log past this size.")] = 64.0,
+    log_keep: Annotated[int, typer.Option(min=1, help="Rotated logs to keep (.1 … .N).")] = 5,
     api_key: Annotated[list[str] | None, typer.Option("--api-key", help="Accepted API key (repeatable; also "
                                                          "HONED_API_KEYS).")] = None,
     rate_limit: Annotated[float, typer.Option(min=0, help="Requests per minute per key; 0: off.")] = 600.0,
@@ -48,7 +49,7 @@ def serve_command(
         raise UserError(f"--confidence {confidence!r}: expected margin, consistency or none")
     mode: Literal["margin", "consistency", "none"] = confidence  # type: ignore[assignment]
     cfg = ServeConfig(target=target, host=host, port=port, tasks=task or [], fallbacks=fallback or [], quant=quant,
-                      log_path=log, log_max_mb=log_max_mb, api_keys=api_key or [], rate_limit=rate_limit,
+                      log_path=log, log_max_mb=log_max_mb, log_keep=log_keep, api_keys=api_key or [], rate_limit=rate_limit,
                       max_body_kb=max_body_kb, timeout_s=timeout, confidence=mode, min_margin=margin,
                       samples=samples, min_agreement=min_agreement, constrained=constrained, n_threads=threads)
 
