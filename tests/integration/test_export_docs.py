@@ -182,7 +182,8 @@ def test_base_model_without_chat_template_gets_plain_completion_examples(tmp_pat
     task = load_task(root / "task")
     manifest = Manifest(task=task.name, kind=task.kind, version="v1", base_model={"name": "gemma3-270m"},
                         rungs=[Rung(quant="Q4_K_M", file="support-triage-gemma3-270m-v1-Q4_K_M.gguf")],
-                        recommended="Q4_K_M", acceptance=Acceptance(primary_metric="macro_f1", min_value=0.5))
+                        recommended="Q4_K_M", acceptance=Acceptance(primary_metric="macro_f1", min_value=0.5),
+                        gate={"status": None, "forced": True, "overrode": "no gate run"})
     usage = render_usage(root, manifest, task)
     assert "The model has no chat template (a base model)" in usage
     prompts = blocks(usage, "text")
@@ -196,5 +197,5 @@ def test_base_model_without_chat_template_gets_plain_completion_examples(tmp_pat
     assert "/v1/completions" in curl and '"prompt":' in curl and '"stop":' in curl
     assert "client.completions.create(" in blocks(usage, "python")[0]
     assert "choices[0].text" in blocks(usage, "python")[0]
-    # no gate recorded in this manifest: the limitations say what they can and invent nothing
-    assert "## Known limitations" in usage and "expect `macro_f1`" not in usage
+    # exported without a gate: the limitations say so and invent no number
+    assert "exported without a gate run (`--force`)" in usage and "expect `macro_f1`" not in usage

@@ -217,3 +217,38 @@ def test_python_literal_of_a_schema_is_python_and_round_trips() -> None:
     text = py_literal(value, 1)
     assert "False" in text and "None" in text and "false" not in text
     assert ast.literal_eval(text) == value
+
+
+def test_limitations_and_hardware_name_their_numbers(tmp_path: Path) -> None:
+    from honed.export.docs_usage import hardware_section, limitations_section, sampling_section
+    from honed.export.package import Package
+
+    root = package_task(tmp_path / "pkg", "classify")
+    task = load_task(root / "task")
+    items = load_items(task, "test")[:9]
+    # the shipped rung answers billing for every shipping item and nothing valid for one NONE item
+    recs = [rec(i.id, i.expected, "billing", False) if i.expected == "shipping" else
+            rec(i.id, i.expected, None, False, "unparseable", "hmm") if i.expected == "NONE" else
+            rec(i.id, i.expected, i.expected, True) for i in items]
+    n_ship = sum(i.expected == "shipping" for i in items)
+    assert n_ship and any(i.expected == "NONE" for i in items)
+    run = write_run(tmp_path / "e-q4", recs, backend="llamacpp")
+    ladder = json.loads(json.dumps(LADDER))
+    ladder["rungs"][1]["eval_run_dir"] = str(run)
+    m = Manifest(task="t", kind="classify", version="v1", base_model={"name": "smollm2-135m"},
+                 rungs=[Rung(quant=r["quant"], file=r["file"], metrics=r) for r in ladder["rungs"]],
+                 recommended="Q4_K_M", acceptance=Acceptance(primary_metric="macro_f1", min_value=0.275),
+                 gate={**gate_for(tmp_path / "b", tmp_path / "t", "macro_f1", 40), "forced": False})
+    text = "\n".join(limitations_section(Package(root, m), m, task))
+    assert "about 0.750 (95% CI [0.500, 0.900], 40 test items; gate.json" in text
+    assert "only 40 items" in text and "The shipped Q4_K_M rung scored 0.738 (95% CI [0.480, 0.880]" in text
+    assert f"It answers `billing` on {n_ship} of {n_ship} `shipping` items (the Q4_K_M rung's eval run `e-q4`)" \
+        in text
+    assert "It gives no valid answer on 1 of" in text and "unparseable: 1 of 9 test items" in text
+    assert "exported" not in text  # the gate passed: no warning
+    hw = "\n".join(hardware_section(Package(root, m), m))
+    assert "peaked at 300 MB" in hw and "| Q4_K_M (recommended) | `t-smollm2-v1-Q4_K_M.gguf` | n/a | 300 | 120.0 | " \
+        "180.8 |" in hw
+    sampling = "\n".join(sampling_section(task, chat=True))
+    assert "| temperature | 0.00 | greedy" in sampling and "| max_tokens | 32 |" in sampling
+    assert "max_tokens: the classify default" in sampling

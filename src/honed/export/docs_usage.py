@@ -86,9 +86,13 @@ def _run_for_limits(manifest: Manifest) -> tuple[dr.EvalRun | None, str]:
 def limitations_section(pkg: Package, manifest: Manifest, task: Task) -> list[str]:
     gate = manifest.gate
     out = ["## Known limitations", ""]
-    if gate.get("forced") or gate.get("status") == "FAIL":
-        out += [f"- **This package was exported although its gate said {gate.get('status', 'FAIL')}.** The fine-tune "
-                "did not prove it beats its base; see benchmarks.md before using it.", ""]
+    status = gate.get("status")
+    if gate.get("forced") and status is None:
+        out += ["- **This package was exported without a gate run (`--force`).** Nothing shows that the fine-tune "
+                "beats its base.", ""]
+    elif gate.get("forced") or status == "FAIL":
+        out += [f"- **This package was exported although its gate said {status}.** The fine-tune did not prove it "
+                "beats its base; see benchmarks.md before using it.", ""]
     tuned = gate.get("tuned") or {}
     metric = gate.get("primary_metric") or manifest.acceptance.primary_metric
     if tuned:

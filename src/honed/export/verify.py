@@ -4,8 +4,9 @@ Three checks, in this order:
 1. every file's sha256 against manifest.json (changed, missing, unlisted files): first, and on its own, so a
    tampered GGUF is reported as tampered even when llama.cpp could not load it (a tampered GGUF is never loaded);
 2. the task's locked test set (`task/data/test.lock.json`) and the test-set hash in manifest.json `hashes`;
-3. the anchor items re-run through a rung (the recommended one by default), greedy, with the package's own task
-   prompt builder, each answer compared with the answer recorded at export.
+3. the anchor items re-run through a rung (the recommended one by default) with the package's own task prompt
+   builder and decoding settings (greedy unless the task says otherwise), each answer compared with the answer
+   recorded at export.
 
 Anchors go straight to the backend, never through `evaluate`: eval's response cache would hand back the answers
 of the first run and verify nothing.
@@ -23,7 +24,7 @@ from honed.errors import HonedError
 from honed.export.package import TASK_DIR, Package, check_hashes, load_package
 from honed.store import canonical_json
 
-TEST_HASH_KEYS = ("test", "test_items_sha256", "test_sha256")
+TEST_HASH_KEYS = ("test", "test_items_sha256", "test_file_sha256", "test_sha256")
 """Keys of manifest.json `hashes` that hold the test set's hash (items hash or file sha256)."""
 
 
@@ -135,7 +136,9 @@ def _run_anchors(pkg: Package, task: Any, gguf: Path, backend: str, result: Veri
     if not anchors:
         result.problems.append("anchors.jsonl: no anchor items, so nothing was re-run")
         return
-    sampling = sampling_for(task, 0, temperature=0.0)  # greedy: an anchor must answer the same every time
+    # the settings export recorded the anchors with: the task's own (greedy by default; a temperature > 0 is
+    # seeded, and llama.cpp's seeded sampling repeats itself, so forcing greedy would only invent mismatches)
+    sampling = sampling_for(task, 0)
     constrained = task.spec.generation.constrained
     try:
         with open_backend(backend, str(gguf)) as be:
