@@ -148,3 +148,36 @@ def test_chat_route_and_sse(tmp_path: Path, mini_task: Path) -> None:
     task = client.post("/v1/chat/completions", json={"model": "task:mini", "messages": [
         {"role": "user", "content": json.dumps({"text": "charged"})}]}).json()
     assert task["honed"]["layer"] == "primary" and task["honed"]["valid"] is False  # "echo …" is no label
+
+
+def test_worker_queue_bound_and_cancelled_jobs_never_run() -> None:
+    import asyncio
+    import threading
+
+    from honed.serve.layers import QueueFull
+
+    gate, ran = threading.Event(), []
+
+    def job(name: str) -> str:
+        gate.wait(5)
+        ran.append(name)
+        return name
+
+    async def scenario() -> None:
+        w = Worker("w", max_queue=1)
+        first = asyncio.ensure_future(w.run(lambda: job("first")))
+        while w.busy == 0:  # the first job is running, the queue is empty
+            await asyncio.sleep(0.01)
+        second = asyncio.ensure_future(w.run(lambda: job("second")))
+        await asyncio.sleep(0.05)
+        with pytest.raises(QueueFull):
+            await w.run(lambda: job("third"))
+        second.cancel()  # a request that timed out while queued
+        await asyncio.sleep(0.05)
+        gate.set()
+        assert await first == "first"
+        assert await w.run(lambda: "after") == "after"
+        w.stop()
+
+    asyncio.run(scenario())
+    assert ran == ["first"]
