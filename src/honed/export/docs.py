@@ -11,11 +11,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from honed.errors import UserError
 from honed.export import docs_runs as dr
 from honed.export.docs_examples import curl_example, ollama_example, python_example, read_chat_template
 from honed.export.docs_md import fence, fmt, fmt_ci, recommended_rung, table
 from honed.export.docs_usage import hardware_section, limitations_section, retrain_section, sampling_section
-from honed.errors import UserError
 from honed.export.package import ANCHORS, TASK_DIR, Anchor, Manifest, Package
 from honed.task.data import Item, load_items
 from honed.task.prompt import build_answer, build_messages
@@ -218,6 +218,12 @@ def example_items(pkg: Package, task: Task, n: int = 3) -> list[Anchor]:
     return (first + rest)[:n]
 
 
+def _expected_text(task: Task, expected: Any) -> str:
+    if expected is None:  # generate items may have no reference: the format rules judge them
+        return "none recorded (the format rules in `task/honed.toml` judge the output)"
+    return f"`{build_answer(task, expected)}`"
+
+
 def render_usage(pkg_root: Path, manifest: Manifest, task: Task) -> str:
     """usage.md: what it does and does not, the prompt format with three real copy-paste examples, sampling
     settings and why, hardware needs, known limitations, how to retrain."""
@@ -233,7 +239,7 @@ def render_usage(pkg_root: Path, manifest: Manifest, task: Task) -> str:
            "the task (`task/`) and its locked test set. `benchmarks.md` has the measurements; `honed verify .` "
            "re-checks every file's sha256 and re-runs the anchor items.", ""]
     out += _does_section(task, manifest)
-    out += _prompt_section(task, tpl)
+    out += _prompt_section(task, tpl, manifest)
     out += _examples_usage(pkg, task, tpl, rec.file, ollama_model)
     out += sampling_section(task, tpl.template is not None)
     out += hardware_section(pkg, manifest)
@@ -254,8 +260,8 @@ def _does_section(task: Task, manifest: Manifest) -> list[str]:
         out += [f"Given a numbered list of candidates (input field `{task.spec.pick.candidates_field}`), it "
                 f"answers with the number of the one that fits, or `{task.spec.pick.none_label}`."]
     elif task.kind == "extract":
-        out += ["It answers with one JSON object that satisfies this schema (`task/honed.toml`):", "", "```json",
-                json.dumps(task.schema, ensure_ascii=False, indent=2), "```"]
+        out += ["It answers with one JSON object that satisfies this schema (from `task/`):", "",
+                fence(json.dumps(task.schema, ensure_ascii=False, indent=2), "json")]
     elif task.spec.generate:
         out += ["It writes text that must pass these format rules (regular expressions):", ""]
         out += [f"- `{r.name}`: `{r.pattern}`" + ("" if r.must_match else " must NOT match")
@@ -269,7 +275,8 @@ def _does_section(task: Task, manifest: Manifest) -> list[str]:
                    (f"anything else should get `{none}`." if none else
                     "there is no out-of-scope label, so an unrelated input still gets one of them."))
     elif task.kind == "pick":
-        out.append("- It does not judge candidates it is not given, nor rank them: one number or NONE.")
+        out.append("- It does not judge candidates it is not given, nor rank them: one number or "
+                   f"`{task.none_label}`.")
     elif task.kind == "extract":
         out.append("- It extracts only what the schema has keys for, and does not check facts against any source.")
     else:
@@ -279,7 +286,7 @@ def _does_section(task: Task, manifest: Manifest) -> list[str]:
     return out
 
 
-def _prompt_section(task: Task, tpl: Any) -> list[str]:
+def _prompt_section(task: Task, tpl: Any, manifest: Manifest) -> list[str]:
     out = ["## Prompt format", "",
            "Every request is built by honed's one prompt builder (`honed.task.prompt.build_messages`) from "
            "`task/honed.toml`: the same text the model was trained, evaluated and is served on. Send the messages "
@@ -289,8 +296,11 @@ def _prompt_section(task: Task, tpl: Any) -> list[str]:
     out += ["", "User message template (Jinja2; the item's input fields are its variables):", "", "```jinja",
             task.spec.prompt.template.strip(), "```", ""]
     if tpl.template:
+        checked = (manifest.model_extra or {}).get("round_trip")
         out += ["The model's own chat template (stored in the GGUF) turns the messages into the text below; "
-                "llama.cpp servers apply it themselves, and the Ollama Modelfile carries the same template.", ""]
+                "llama.cpp servers apply it themselves, and the Ollama Modelfile carries the same template"
+                + (" (export's round-trip check, manifest.json `round_trip`)." if checked else
+                   " (check it: this manifest records no round-trip check)."), ""]
     else:
         out += ["The model has no chat template (a base model): the prompt is plain text ending in `Answer:`, sent "
                 "to the completion endpoint, and the answer ends at a blank line.", ""]
@@ -300,7 +310,7 @@ def _prompt_section(task: Task, tpl: Any) -> list[str]:
 def _examples_usage(pkg: Package, task: Task, tpl: Any, gguf_file: str, ollama_model: str) -> list[str]:
     examples = example_items(pkg, task)
     out = ["## Examples", "",
-           "Start a server on the recommended file first (any one of):", "", "```sh",
+           "Start a server on the recommended file first, in this folder (any one of):", "", "```sh",
            f"ollama create {ollama_model} -f Modelfile",
            f"llama-server -m {gguf_file} --port 8080",
            f"python -m llama_cpp.server --model {gguf_file} --port 8080",
@@ -318,7 +328,7 @@ def _examples_usage(pkg: Package, task: Task, tpl: Any, gguf_file: str, ollama_m
         out += [f"### Example {n}: test item `{anchor.id}`, {how}", "",
                 "The exact prompt the model is served:", "", fence(prompt, "text"), "",
                 fence(make(anchor), lang), "",
-                f"Expected answer: `{build_answer(task, anchor.expected)}`.{answered}", ""]
+                f"Expected answer: {_expected_text(task, anchor.expected)}.{answered}", ""]
         if how == "`ollama run`" and task.spec.prompt.system and tpl.template:
             out[-1:-1] = ["`ollama run` sends only the user message: the task's system message must be the "
                           "Modelfile's SYSTEM for Ollama to see the prompt above.", ""]
