@@ -284,13 +284,16 @@ def test_load_loses_no_log_line_and_kill_9_tears_none(keyed: Served) -> None:
     assert len(list(keyed.log.parent.glob("requests.jsonl.*"))) >= 1, "the log should have rotated"
     before = len(after)
     result: dict[str, int] = {}
-    loader = threading.Thread(target=lambda: result.update(_hammer(keyed.url, seconds=30, clients=8)))
+    killed = threading.Event()
+    loader = threading.Thread(target=lambda: result.update(_hammer(keyed.url, seconds=60, clients=8,
+                                                                    stop_early=killed)))
     loader.start()
     deadline = time.monotonic() + 60
     while _newlines(keyed.log) < before + 3 and time.monotonic() < deadline:  # kill mid-load, not before it
         time.sleep(0.2)
     keyed.proc.send_signal(signal.SIGKILL)
     keyed.proc.wait(10)
+    killed.set()  # clients stop after the request they were in (which now fails)
     loader.join(60)
     lines = log_lines(keyed.log)
     added = len(lines) - before
