@@ -61,6 +61,12 @@ def peak_memory(backend: Backend) -> dict[str, Any]:
     import subprocess
 
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    try:  # ru_maxrss carries the parent's peak across fork+exec (an eval spawned by a big process reads big);
+        # VmHWM is this process image's own high-water mark
+        status = Path("/proc/self/status").read_text(encoding="ascii")
+        rss = int(status.split("VmHWM:")[1].split()[0]) / 1024
+    except (OSError, IndexError, ValueError):
+        pass
     out: dict[str, Any] = {"peak_memory_mb": round(rss, 1), "memory_source": "process peak RSS"}
     if shutil.which("nvidia-smi"):
         import os
