@@ -1,6 +1,6 @@
 """The real chain on SmolLM2 with a tiny budget: tune → gate → export, and export's refusals.
 
-One module-scoped chain (a few CPU minutes): a 24-step LoRA run on 48 examples of the support-triage task,
+One module-scoped chain (a few CPU minutes idle, far more on a loaded machine): a 16-step LoRA run on 48 examples of the support-triage task,
 `honed gate` on 16 locked test items, then
 - an export with a planted wrong stop token in `--modelfile`: refused with the diff (it leaves the merged
   checkpoint and the GGUFs in the partial folder, which the next export reuses);
@@ -60,8 +60,8 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     mp = pytest.MonkeyPatch()
     mp.setenv("HONED_HOME", str(base / "home"))  # module scope: the autouse per-test home comes too late
     task = load_task(_task(base / "task"))
-    summary = _timed("tune", tune, task, TuneConfig(max_steps=24, eval_every=6, max_val_items=16, batch_size=8,
-                                                    learning_rate=5e-4, replay_fraction=0.0, force=True))
+    summary = _timed("tune", tune, task, TuneConfig(max_steps=16, eval_every=8, max_val_items=16, batch_size=8,
+                                                    learning_rate=1e-3, replay_fraction=0.0, force=True))
     run = Path(summary["run_dir"])
     verdict = _timed("gate", gate, run)
     out = base / "pkg"
@@ -113,7 +113,7 @@ def test_rungs_agree_with_the_merged_model(chain: dict[str, Any]) -> None:
         assert rungs[quant]["agreement_with_merged"] >= 0.95, (quant, rungs[quant]["agreement"])
     q4 = rungs["Q4_K_M"]["agreement_with_merged"]
     assert 0.0 <= q4 <= 1.0  # measured and reported, not assumed
-    print(f"[export chain] agreement with merged: " + ", ".join(
+    print("[export chain] agreement with merged: " + ", ".join(
         f"{q} {r['agreement']['same']}/{r['agreement']['of']}" for q, r in rungs.items()), file=sys.stderr)
     ladder = json.loads((chain["out"] / "ladder.json").read_text())
     assert set(ladder) == {"rungs", "recommended", "why", "tolerance"}
@@ -164,11 +164,11 @@ def test_non_improving_adapter_fails_the_gate_and_export_refuses_unless_forced(c
     cli = [sys.executable, "-m", "honed", "export", str(bad), "--out", str(chain["base"] / "bad-pkg"),
            "--quants", ""]
     env = {**__import__("os").environ, "HONED_HOME": str(chain["base"] / "home")}
-    refused = subprocess.run(cli, capture_output=True, text=True, env=env)
+    refused = subprocess.run(cli, capture_output=True, text=True, env=env, check=False)
     assert refused.returncode == 2 and "the gate FAILED" in refused.stderr and "improvement" in refused.stderr
     assert "Traceback" not in refused.stderr
     t0 = time.perf_counter()
-    forced = subprocess.run(cli + ["--force", "--json"], capture_output=True, text=True, env=env)
+    forced = subprocess.run(cli + ["--force", "--json"], capture_output=True, text=True, env=env, check=False)
     TIMES["forced export (F16 only, CLI)"] = round(time.perf_counter() - t0, 1)
     assert forced.returncode == 0, forced.stderr[-2000:]
     manifest = json.loads(forced.stdout)

@@ -9,8 +9,15 @@ import pytest
 
 from honed.errors import UserError
 from honed.export import gotemplate
-from honed.export.modelfile import (FAMILIES, detect_family, generate_modelfile, num_ctx_for, ollama_create,
-                                    parse_modelfile, render_modelfile)
+from honed.export.modelfile import (
+    FAMILIES,
+    detect_family,
+    generate_modelfile,
+    num_ctx_for,
+    ollama_create,
+    parse_modelfile,
+    render_modelfile,
+)
 
 pytestmark = pytest.mark.unit
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -35,13 +35,13 @@ def _fmt(v: object, nd: int = 3) -> str:
 
 def export_command(
     run: Annotated[str, typer.Argument(help="Tune run: id, unique id prefix, or run folder (gated by `honed gate`).")],
-    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Package folder (default: RUN/package).")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Package folder (default: RUN/package).")] = None,
     quants: Annotated[str, typer.Option("--quants", help="Rungs below F16, comma-separated.")] = "Q8_0,Q4_K_M",
     force: Annotated[bool, typer.Option("--force", help="Export even when the gate failed or never ran "
                                         "(recorded in the manifest).")] = False,
-    modelfile: Annotated[Optional[Path], typer.Option("--modelfile", help="Your own Ollama Modelfile instead of "
+    modelfile: Annotated[Path | None, typer.Option("--modelfile", help="Your own Ollama Modelfile instead of "
                                                       "the generated one (checked by the same round trip).")] = None,
-    version: Annotated[Optional[str], typer.Option("--version", help="Version in file names (default: the "
+    version: Annotated[str | None, typer.Option("--version", help="Version in file names (default: the "
                                                    "adapter's sha256 prefix).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the package manifest as JSON.")] = False,
 ) -> None:

@@ -72,7 +72,7 @@ def fetch_converter() -> Path:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--quiet",
                f"llama-cpp-python=={LLAMA_CPP_PYTHON}", "-d", tmp]
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise ConverterMissing(f"could not fetch llama.cpp's converter ({exc}); set HONED_CONVERTER to a "
                                    "convert_hf_to_gguf.py from llama.cpp's source") from None
@@ -132,7 +132,7 @@ def convert_to_gguf(hf_dir: Path, out: Path, *, outtype: str = "f16", timeout_s:
            "--outtype", outtype]
     t0 = time.perf_counter()
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=env)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=env, check=False)
     except subprocess.TimeoutExpired:
         tmp.unlink(missing_ok=True)
         raise UserError(f"llama.cpp's converter took more than {timeout_s:.0f} s on {hf_dir}") from None

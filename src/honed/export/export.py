@@ -18,14 +18,23 @@ import re
 import shutil
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from honed.backends.models import file_sha256
 from honed.errors import UserError
-from honed.export.package import MANIFEST, TASK_DIR, Acceptance, Anchor, Manifest, Package, Rung, write_anchors, \
-    write_manifest
+from honed.export.package import (
+    MANIFEST,
+    TASK_DIR,
+    Acceptance,
+    Anchor,
+    Manifest,
+    Package,
+    Rung,
+    write_anchors,
+    write_manifest,
+)
 from honed.store import write_json_atomic, write_text_atomic
 from honed.task.data import Item, items_hash, load_items
 from honed.task.spec import Task, load_task
@@ -90,7 +99,7 @@ def _base_ref(base: dict[str, Any]) -> str:
 
 def _base_label(name: str) -> str:
     stem = Path(name).name.removesuffix(".gguf")
-    stem = re.sub(r"[.-](Q\d\w*|F16|BF16|F32)$", "", stem, flags=re.I)
+    stem = re.sub(r"[.-](Q\d\w*|F16|BF16|F32)$", "", stem, flags=re.IGNORECASE)
     return _safe(stem).lower()
 
 
@@ -129,7 +138,7 @@ def _system_text(task: Task, item: Item, training_prompt: str) -> str | None:
     own = next((m.content for m in msgs if m.role == "system"), None)
     if own:
         return own
-    m = re.match(r"(?:<\|endoftext\|>)?<\|im_start\|>system\n(.*?)<\|im_end\|>", training_prompt, re.S)
+    m = re.match(r"(?:<\|endoftext\|>)?<\|im_start\|>system\n(.*?)<\|im_end\|>", training_prompt, re.DOTALL)
     return m.group(1) if m else None
 
 
@@ -148,7 +157,7 @@ def _copy_task(task: Task, dest: Path) -> None:
     text = task.source.read_text(encoding="utf-8")
     rel = task.spec.data.test
     if rel != "data/test.jsonl":
-        pattern = re.compile(r"^(\s*test\s*=\s*)(['\"]).*?\2", re.M)
+        pattern = re.compile(r"^(\s*test\s*=\s*)(['\"]).*?\2", re.MULTILINE)
         if not pattern.search(text):
             raise UserError(f"{task.source}: cannot point [data] test at the package's data/test.jsonl (write it "
                             "as `test = \"...\"` under [data])")
@@ -244,7 +253,7 @@ def export(run: Path, *, out: Path | None = None, quants: list[str] | None = Non
 
     done = _stage(timings, "round_trip", say, "template round trip: training vs GGUF vs Modelfile")
     tokenizer = training_tokenizer(base_ref)
-    tside, tpl = training_side(task, anchors[0], tokenizer)
+    tside, _tpl = training_side(task, anchors[0], tokenizer)
     from honed.export.template import GgufVocab
     from honed.train.tokens import token_lengths
 
@@ -262,6 +271,7 @@ def export(run: Path, *, out: Path | None = None, quants: list[str] | None = Non
     else:
         mf = user_mf
     checked = round_trip(task, anchors, tokenizer, [r.path for r in rungs], mf)
+    checked["ggufs"] = [file_name(r.quant) for r in rungs]  # as they are named in the package
     done()
 
     done = _stage(timings, "ladder", say, f"evaluating {len(rungs)} rungs on {len(test_items)} locked test items")
@@ -308,7 +318,7 @@ def export(run: Path, *, out: Path | None = None, quants: list[str] | None = Non
             "base_sha256": merged.base_sha256}.items() if v},
         tune={"run_id": tune_manifest.get("run_id", run.name), "config": _read_json(run / "config.json")},
         run_dir=str(run),
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
         ladder={"recommended": recommended, "why": ladder["why"], "tolerance": tol, "merged": extras["merged"]},
         round_trip=checked, converter=converted, ollama_model=name.lower(), stages=timings,
     )

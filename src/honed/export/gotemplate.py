@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from honed.errors import UserError
 
 VARIABLES = ("System", "Prompt", "Response")
-_ACTION = re.compile(r"\{\{(-?)(.*?)(-?)\}\}", re.S)
+_ACTION = re.compile(r"\{\{(-?)(.*?)(-?)\}\}", re.DOTALL)
 
 
 class UnsupportedTemplate(UserError):

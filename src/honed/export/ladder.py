@@ -37,7 +37,13 @@ def build_rungs(f16: Path, quants: list[str], work: Path) -> list[RungFile]:
     """F16 plus one GGUF per quantization (llama.cpp's quantize API; rungs already built are kept)."""
     rungs = [RungFile("F16", f16, f16.stat().st_size / 2**20)]
     wanted = [q.upper() for q in quants if q.upper() != "F16"]
-    for q in quantize(str(f16), wanted, work):
+    try:  # llama.cpp prints a line per tensor on stderr while quantizing; the manifest keeps what matters
+        from llama_cpp._utils import suppress_stdout_stderr
+    except ImportError:  # pragma: no cover - private helper moved
+        from contextlib import nullcontext as suppress_stdout_stderr  # type: ignore[assignment]
+    with suppress_stdout_stderr(disable=False):
+        made = quantize(str(f16), wanted, work)
+    for q in made:
         rungs.append(RungFile(q.quant, q.path, q.size_mb))
     return rungs
 

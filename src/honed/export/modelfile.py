@@ -192,7 +192,7 @@ def ollama_create(name: str, modelfile: Path, *, timeout_s: float = 600) -> dict
         return {"ran": False, "created": False, "name": name, "reason": "ollama is not on PATH", "how": how}
     try:
         proc = subprocess.run([exe, "create", name, "-f", str(modelfile)], cwd=modelfile.parent,
-                              capture_output=True, text=True, timeout=timeout_s)
+                              capture_output=True, text=True, timeout=timeout_s, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return {"ran": True, "created": False, "name": name, "reason": str(exc), "how": how}
     tail = (proc.stderr or proc.stdout or "").strip().splitlines()[-3:]

@@ -141,7 +141,7 @@ def modelfile_side(task: Task, item: Item, mf: Modelfile, vocab: GgufVocab, term
     values = {"System": system, "Prompt": user}
     prompt = gotemplate.render(tree, values, cut_at_response=True)
     full = gotemplate.render(tree, {**values, "Response": answer})
-    completion = full[len(prompt):] if full.startswith(prompt) else full
+    completion = full.removeprefix(prompt)
     cut = completion.find(terminator, len(answer)) if terminator else -1
     if cut >= 0:
         completion = completion[: cut + len(terminator)]  # what follows the terminator is the next turn
