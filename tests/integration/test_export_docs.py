@@ -130,13 +130,13 @@ def test_benchmarks_numbers_and_examples_come_from_the_runs(classify: dict[str, 
     assert f"{wrong} of {len(tuned.records)} test items are still wrong" in bench
 
 
-@pytest.mark.parametrize("kind", ["pick", "extract", "generate"])
+@pytest.mark.parametrize("kind", ["pick", pytest.param("extract", marks=pytest.mark.slow), "generate"])
 def test_other_kinds_document_and_verify(kind: str, tmp_path_factory: pytest.TempPathFactory) -> None:
     from honed.export.verify import verify
 
     opts: dict[str, Any] = {"n_eval": 4, "n_anchors": 2}
     if kind == "generate":  # cannot be constrained: the 'base' run samples instead, the greedy one ships
-        opts.update(eval_opts={"base": {"temperature": 1.0}}, anchors_from="tuned")
+        opts.update(n_eval=3, n_anchors=1, eval_opts={"base": {"temperature": 1.0}}, anchors_from="tuned")
     if kind == "extract":  # a task that ships constrained to its JSON schema; the free base runs out of tokens
         opts.update(n_eval=2, n_anchors=1, eval_opts={"base": {"max_tokens": 48}}, anchors_from="tuned",
                     constrained=True)
