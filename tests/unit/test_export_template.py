@@ -113,6 +113,8 @@ def test_plain_family_puts_the_eos_in_template_and_stops() -> None:
     ("FROM x\n", "no TEMPLATE"),
     ('FROM x\nTEMPLATE """abc\n', "never closed"),
     ("FROM x\nTEMPLATE y\nPARAMETR stop x\n", ":3: expected one of"),
+    ("FROM x\nTEMPLATE y\nPARAMETER\n", ":3: PARAMETER needs a name and a value"),
+    ("FROM\nTEMPLATE y\n", ":1: FROM needs a value"),
 ])
 def test_bad_modelfiles_are_refused_with_the_line(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "Modelfile"

@@ -138,7 +138,7 @@ def parse_modelfile(path: Path) -> Modelfile:
         pos = m.end()
         if pos >= len(text):
             break
-        word = re.compile(r"([A-Za-z]+)[ \t]+").match(text, pos)
+        word = re.compile(r"([A-Za-z]+)(?![A-Za-z])[ \t]*").match(text, pos)
         if not word or word.group(1).upper() not in _INSTRUCTIONS:
             got = text[pos:text.find("\n", pos) if "\n" in text[pos:] else len(text)]
             raise UserError(f"{path}:{line_of(pos)}: expected one of {', '.join(_INSTRUCTIONS)}, got {got[:40]!r}")
@@ -152,6 +152,8 @@ def parse_modelfile(path: Path) -> Modelfile:
             params.append((kv.group(1), value))
         else:
             value, pos = _value(text, pos, path, line_of)
+            if not value.strip() and instr in ("FROM", "TEMPLATE"):
+                raise UserError(f"{path}:{line_of(pos)}: {instr} needs a value")
             fields[instr] = value
     if "FROM" not in fields:
         raise UserError(f"{path}: no FROM line")
