@@ -107,14 +107,16 @@ def test_real_tune_run_gated_end_to_end(tmp_path: Path, honed_home: Path) -> Non
     from honed.train.sft import tune
 
     task_dir = _task(tmp_path)
-    cfg = TuneConfig(max_steps=4, eval_every=2, max_val_items=8, batch_size=8, learning_rate=5e-4,
+    train = task_dir / "data" / "train.jsonl"
+    train.write_text("".join(train.read_text().splitlines(keepends=True)[:48]))  # 2 steps see 16 of them
+    cfg = TuneConfig(max_steps=2, eval_every=2, max_val_items=4, batch_size=8, learning_rate=5e-4,
                      replay_fraction=0.0, force=True)
     summary = tune(load_task(task_dir), cfg)
     run = Path(summary["run_dir"])
-    proc = honed("gate", summary["run_id"], "--limit", "8", "--json", home=honed_home)
+    proc = honed("gate", summary["run_id"], "--limit", "6", "--json", home=honed_home)
     assert proc.returncode in (0, 1), proc.stderr
     doc = json.loads(proc.stdout)  # stdout is the JSON document alone
-    _assert_contract(doc, 8)
+    _assert_contract(doc, 6)
     assert doc == json.loads((run / "gate.json").read_text())
     assert doc["run_id"] == summary["run_id"] and doc["tuned"]["adapter"] == str(run / "best")
     assert proc.returncode == (0 if doc["status"] == "PASS" else 1)
@@ -127,3 +129,12 @@ def test_real_tune_run_gated_end_to_end(tmp_path: Path, honed_home: Path) -> Non
     assert forgetting["passed"] == (forgetting["tuned_nll"] / forgetting["base_nll"] - 1 <= 0.25 + 1e-12)
     assert doc["checks"][3]["passed"] and "no budget set" in doc["checks"][3]["detail"]
     assert (doc["status"] == "PASS") == all(c["passed"] for c in doc["checks"])
+
+    # --vs with the base's own eval run as the arm: instant (the evaluations are reused), and the paired
+    # comparison must reproduce the gate's own tuned − base numbers
+    vs = honed("gate", str(run), "--limit", "6", "--json", "--vs", doc["base"]["eval_run_dir"], home=honed_home)
+    assert vs.returncode == proc.returncode and "reusing the evaluations" in vs.stderr
+    arm = json.loads(vs.stdout)["vs_arm"]
+    assert arm["n_paired"] == 6 and arm["value"] == doc["base"]["value"]
+    assert arm["difference"] == pytest.approx(doc["difference"]) and arm["difference_ci"] == doc["difference_ci"]
+    assert json.loads(vs.stdout)["checks"][-1]["name"] == "vs_arm"

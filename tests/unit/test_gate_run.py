@@ -15,8 +15,8 @@ from honed.backends.scripted import ScriptedBackend
 from honed.errors import UserError
 from honed.evaluate.runner import EvalResult, evaluate
 from honed.gate import cache, read_tune_run
+from honed.gate.arm import compare_arm, load_arm
 from honed.gate.forgetting import load_general_check
-from honed.gate.run import _vs_arm
 from honed.store import Store
 from honed.task.data import load_items
 from honed.task.spec import Task, load_task
@@ -83,15 +83,18 @@ def test_vs_arm_flags_a_significantly_better_arm(task: Task) -> None:
     arm = _run(task, lambda r: r["expected"], store)  # a perfect arm
     tuned = _run(task, lambda r: "NONE", store, write_run=False)  # a collapsed tuned model
     items = load_items(task, "test")
-    info, check = _vs_arm(arm.run_dir, task, items, tuned.records, "macro_f1", 500, 0)
+    info, check = compare_arm(load_arm(arm.run_dir, task, items), task, items, tuned.records, "macro_f1",
+                              n_resamples=500)
     assert info["value"] == 1.0 and info["tuned_value"] < 0.3 and info["n_paired"] == 12
     assert info["difference_ci"][1] < 0 and not check["passed"] and not info["passed"]
     assert "arm is significantly better" in check["detail"]
     # an arm no better than the tuned model is reported, not a failure
-    _, check2 = _vs_arm(arm.run_dir, task, items, arm.records, "macro_f1", 500, 0)
+    _, check2 = compare_arm(load_arm(arm.run_dir, task, items), task, items, arm.records, "macro_f1",
+                            n_resamples=500)
     assert check2["passed"] and "no significant difference" in check2["detail"]
     # pairing is on the items both have: a gate limited to 5 items pairs 5
-    info3, _ = _vs_arm(arm.run_dir, task, items[:5], tuned.records[:5], "macro_f1", 500, 0)
+    info3, _ = compare_arm(load_arm(arm.run_dir, task, items[:5]), task, items[:5], tuned.records[:5],
+                           "macro_f1", n_resamples=500)
     assert info3["n_paired"] == 5
 
 
@@ -102,12 +105,12 @@ def test_vs_arm_refuses_other_tasks_and_other_test_versions(tmp_path: Path, task
     arm = _run(other, lambda r: r["expected"], store)
     items = load_items(task, "test")
     with pytest.raises(UserError, match="nothing to pair"):
-        _vs_arm(arm.run_dir, task, items, [], "macro_f1", 100, 0)
+        load_arm(arm.run_dir, task, items)
     edited = load_task(write_task(tmp_path / "e", CLASSIFY_TOML, {"test": [
         {**r, "expected": "billing"} for r in ROWS]}))
     arm2 = _run(edited, lambda r: "billing", store)
     with pytest.raises(UserError, match="another version of the test set"):
-        _vs_arm(arm2.run_dir, task, items, [], "macro_f1", 100, 0)
+        load_arm(arm2.run_dir, task, items)
 
 
 def test_regate_cache_round_trip(tmp_path: Path, task: Task) -> None:

@@ -16,6 +16,7 @@ import numpy as np
 from honed.evaluate import stats
 
 Statistic = Callable[[np.ndarray], float]
+INVALID = "<invalid>"  # the label of outputs that were no answer at all, in the collapse count
 _EPS = 1e-12  # a relative improvement of exactly the minimum passes, whatever the float rounding says
 
 
@@ -134,7 +135,9 @@ def collapse_check(answers: list[str], expected_top_share: float, collapse_share
     collapsed = share >= collapse_share - _EPS and expected_top_share < 0.5
     detail = (f"{share:.0%} of the tuned answers are {top!r} (the most common expected answer is "
               f"{expected_top_share:.0%} of the test; collapse at ≥ {collapse_share:.0%} while the data's top "
-              f"answer is < 50%)" + (": the model collapsed onto one answer" if collapsed else ""))
+              f"answer is < 50%)" + (f"; {INVALID!r} stands for every output that was no valid answer"
+                                     if top == INVALID else "")
+              + (": the model collapsed onto one answer" if collapsed else ""))
     return {"name": "collapse", "passed": not collapsed, "detail": detail, "top_answer": top, "top_share": share,
             "expected_top_share": expected_top_share, "collapse_share": collapse_share}
 

@@ -9,6 +9,7 @@ unchanged inputs reuses them without loading a model (`honed.gate.cache`). See `
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ from honed.errors import UserError
 from honed.evaluate.runner import EvalResult
 from honed.evaluate.scoring import ItemRecord, item_keywords, metric_on
 from honed.gate import cache, checks
+from honed.gate.arm import compare_arm, load_arm
 from honed.gate.cache import Side
 from honed.gate.forgetting import load_general_check, reference_nll
 from honed.store import Store, write_json_atomic
@@ -97,7 +99,7 @@ def _evaluate_side(task: Task, model: str, adapter: Path | None, items: list[Ite
 def _labels(records: list[ItemRecord]) -> list[str]:
     """Each answer as a label for the collapse count; outputs that were no answer at all count as one."""
     return [(r.answer if isinstance(r.answer, str) else json.dumps(r.answer, sort_keys=True))
-            if r.cause in (None, "wrong_answer") else "<invalid>" for r in records]
+            if r.cause in (None, "wrong_answer") else checks.INVALID for r in records]
 
 
 def _ci(result: EvalResult, stat: checks.Statistic, n: int, metric: str, n_resamples: int) -> list[float]:
@@ -107,39 +109,6 @@ def _ci(result: EvalResult, stat: checks.Statistic, n: int, metric: str, n_resam
     from honed.evaluate import stats
 
     return list(stats.bootstrap_ci(stat, n, n_resamples=n_resamples))
-
-
-def _vs_arm(vs: Path, task: Task, items: list[Item], tuned: list[ItemRecord], metric: str, n_resamples: int,
-            seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Pair the tuned answers with an eval / bake-off arm run's on the test items both have."""
-    from honed.evaluate.compare import load_run
-
-    doc, recs, _ = load_run(vs)
-    if doc.get("task") != task.name:
-        raise UserError(f"{vs}: the arm ran task {doc.get('task')!r}, the tune run is {task.name!r}: nothing to "
-                        "pair")
-    arm = {r.id: r for r in recs if r.repeat == 0}
-    idx = [i for i, item in enumerate(items) if item.id in arm]
-    if not idx:
-        raise UserError(f"{vs}: the arm run shares no item with the locked test; evaluate the arm on it: "
-                        f"honed eval {task.root} --split test --model MODEL")
-    changed = [items[i].id for i in idx if arm[items[i].id].expected != items[i].expected]
-    if changed:
-        raise UserError(f"{vs}: the arm was scored against other expected answers for {len(changed)} item(s) "
-                        f"(e.g. {changed[0]!r}): it ran on another version of the test set; re-run it")
-    kws = [item_keywords(task, items[i].inputs) for i in idx]
-    ra, rt = [arm[items[i].id] for i in idx], [tuned[i] for i in idx]
-    imp = checks.paired_improvement(metric_on(task, ra, kws, metric), metric_on(task, rt, kws, metric), len(idx),
-                                    n_resamples=n_resamples, seed=seed)
-    label = f"arm {doc['model']['name']}"
-    check = checks.vs_arm_check({**imp, "n_paired": len(idx)}, metric, label)
-    info = {"run_dir": str(vs), "run_id": doc.get("run_id"), "model": doc["model"]["name"],
-            "backend": doc["model"].get("backend"), "n_paired": len(idx),
-            "note": f"paired on the {len(idx)} test items both runs have" if len(idx) < len(items) else
-            f"{len(idx)} paired items", "value": imp["base"], "tuned_value": imp["tuned"],
-            "difference": imp["difference"], "difference_ci": imp["difference_ci"], "p_value": imp["p_value"],
-            "passed": check["passed"]}
-    return info, check
 
 
 def gate(run: Path, *, vs: Path | None = None, limit: int | None = None, store: Store | None = None,
@@ -162,8 +131,7 @@ def gate(run: Path, *, vs: Path | None = None, limit: int | None = None, store: 
         items = items[:limit]
     if not items:
         raise UserError(f"{task.split_path('test')}: the test split is empty: nothing to gate on")
-    if vs is not None and not (Path(vs) / "result.json").is_file():
-        raise UserError(f"{vs}: not a finished eval run folder (no result.json)")
+    arm = load_arm(Path(vs), task, items) if vs is not None else None  # before the slow part: fail fast
     acc = task.spec.acceptance
     metric = task.primary_metric
     base_info = manifest["base_model"]
@@ -198,6 +166,9 @@ def gate(run: Path, *, vs: Path | None = None, limit: int | None = None, store: 
     stat_b, stat_t = metric_on(task, rb, kws, metric), metric_on(task, rt, kws, metric)
     say("paired bootstrap")
     imp = checks.paired_improvement(stat_b, stat_t, len(items), n_resamples=n_resamples, seed=seed)
+    if math.isnan(imp["base"]) or math.isnan(imp["tuned"]):
+        raise UserError(f"{task.source}: [acceptance] primary_metric {metric!r} is not a metric of a {task.kind} "
+                        "task's results; use one that `honed eval` reports for this kind")
     gate_checks = [
         checks.improvement_check(imp, metric, acc.min_relative_improvement),
         checks.forgetting_check(base.nll["mean_nll"], tuned.nll["mean_nll"], acc.max_forgetting,
@@ -206,8 +177,8 @@ def gate(run: Path, *, vs: Path | None = None, limit: int | None = None, store: 
         checks.latency_check(tuned.result.doc["latency_ms"]["p95"], acc.max_p95_latency_ms),
     ]
     vs_arm = None
-    if vs is not None:
-        vs_arm, arm_check = _vs_arm(Path(vs), task, items, rt, metric, n_resamples, seed)
+    if arm is not None:
+        vs_arm, arm_check = compare_arm(arm, task, items, rt, metric, n_resamples=n_resamples, seed=seed)
         gate_checks.append(arm_check)
 
     def side(s: Side, stat: checks.Statistic, value: float) -> dict[str, Any]:
