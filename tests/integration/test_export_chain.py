@@ -1,6 +1,6 @@
 """The real chain on SmolLM2 with a tiny budget: tune → gate → export, and export's refusals.
 
-One module-scoped chain (a few CPU minutes idle, far more on a loaded machine): a 16-step LoRA run on 48 examples of the support-triage task,
+One module-scoped chain (a few CPU minutes idle, far more on a loaded machine): a 40-step LoRA run on 48 examples of the support-triage task,
 `honed gate` on 16 locked test items, then
 - an export with a planted wrong stop token in `--modelfile`: refused with the diff (it leaves the merged
   checkpoint and the GGUFs in the partial folder, which the next export reuses);
@@ -60,7 +60,7 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     mp = pytest.MonkeyPatch()
     mp.setenv("HONED_HOME", str(base / "home"))  # module scope: the autouse per-test home comes too late
     task = load_task(_task(base / "task"))
-    summary = _timed("tune", tune, task, TuneConfig(max_steps=16, eval_every=8, max_val_items=16, batch_size=8,
+    summary = _timed("tune", tune, task, TuneConfig(max_steps=40, eval_every=10, max_val_items=16, batch_size=8,
                                                     learning_rate=1e-3, replay_fraction=0.0, force=True))
     run = Path(summary["run_dir"])
     verdict = _timed("gate", gate, run)
@@ -71,7 +71,9 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
                      '<|im_end|>\n"""\nSYSTEM """You are a helpful AI assistant named SmolLM, trained by Hugging '
                      'Face"""\nPARAMETER stop "</s>"\n')
     try:
-        _timed("export with a planted wrong stop (refused)", export, run, out=out, modelfile=wrong)
+        # forced only if the gate failed, so a weak tune still lets the export checks below run (and be reported)
+        _timed("export with a planted wrong stop (refused)", export, run, out=out, modelfile=wrong,
+               force=not verdict.passed)
         planted: Exception | None = None
     except UserError as exc:
         planted = exc
