@@ -99,6 +99,10 @@ def test_planted_non_improving_adapter_fails(tmp_path: Path, honed_home: Path) -
     doc2 = json.loads(again.stdout)
     assert doc2["status"] == "FAIL" and doc2["difference_ci"] == doc["difference_ci"]
     assert doc2["checks"] == doc["checks"] and doc2["base"] == doc["base"]
+    # and export, reading gate.json, refuses the run (before any work)
+    export = honed("export", str(run), "--out", str(tmp_path / "pkg"), home=honed_home, timeout=300)
+    assert export.returncode == 2 and "the gate FAILED" in export.stderr and "improvement" in export.stderr
+    assert not (tmp_path / "pkg" / "manifest.json").exists()
 
 
 def test_real_tune_run_gated_end_to_end(tmp_path: Path, honed_home: Path) -> None:
