@@ -153,3 +153,97 @@ def test_cli_errors_are_one_line_exit_2(tmp_path: Path, honed_home: Path) -> Non
     (tmp_path / "empty").mkdir()
     empty = subprocess.run([*cmd, str(tmp_path / "empty")], capture_output=True, text=True, env=env, check=False)
     assert empty.returncode == 2 and "not a tune run folder" in empty.stderr and "Traceback" not in empty.stderr
+
+
+def _planted_run(tmp_path: Path, task: Task, base_answer, tuned_answer, nll: tuple[float, float] = (2.0, 2.1),
+                 trained_sha: str | None = None) -> Path:
+    """A tune-like run folder whose evaluations were already recorded (planted answers): gate() runs end to end
+    from the re-gate cache, without a model. The 'model file' is any file: only its sha256 is read."""
+    from honed.backends.models import file_sha256
+
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    model = tmp_path / "model.gguf"
+    model.write_bytes(b"not really a model")
+    run = tmp_path / "run"
+    (run / "best").mkdir(parents=True)
+    (run / "best" / "adapter_config.json").write_text('{"r": 8}')
+    (run / "manifest.json").write_text(json.dumps({
+        "run_id": "run-1", "task_dir": str(task.root),
+        "base_model": {"name": "m", "path": str(model), "sha256": trained_sha or file_sha256(model),
+                       "from_gguf": True}}))
+    store = Store()
+    items = load_items(task, "test")
+    base = cache.Side(_run(task, base_answer, store), {"mean_nll": nll[0], "n_prompts": 40}, None)
+    tuned = cache.Side(_run(task, tuned_answer, store), {"mean_nll": nll[1], "n_prompts": 40}, None)
+    cache.save(run, cache.fingerprint(task, file_sha256(model), run / "best", items), base, tuned)
+    return run
+
+
+CONTRACT = {"status", "created", "run_id", "task", "task_dir", "primary_metric", "split", "n_items", "base", "tuned",
+            "relative_improvement", "relative_improvement_ci", "difference", "difference_ci", "p_value",
+            "min_relative_improvement", "threshold", "checks", "vs_arm"}
+
+
+def test_gate_end_to_end_pass_writes_the_contract(tmp_path: Path, task: Task) -> None:
+    from honed.gate import gate
+
+    run = _planted_run(tmp_path, task, lambda r: "NONE", lambda r: r["expected"])
+    result = gate(run)
+    doc = json.loads((run / "gate.json").read_text())
+    assert doc == json.loads(json.dumps(result.doc)) and set(doc) == CONTRACT
+    assert result.passed and doc["status"] == "PASS" and [c["name"] for c in doc["checks"]] == [
+        "improvement", "forgetting", "collapse", "latency"]
+    # base answers NONE to all 12 (4 right): F1 of NONE = 2·(1/3)·1/(1/3 + 1) = 0.5, the others 0 → 1/6
+    assert doc["base"]["value"] == pytest.approx(1 / 6) and doc["tuned"]["value"] == 1.0
+    assert doc["relative_improvement"] == pytest.approx(5.0) and doc["threshold"] == pytest.approx(1 / 6 * 1.1)
+    assert doc["difference_ci"][0] > 0 and doc["n_items"] == 12 and doc["vs_arm"] is None
+    assert doc["base"]["model_sha256"] and doc["tuned"]["adapter"] == str(run / "best")
+    assert doc["checks"][1]["base_nll"] == 2.0 and doc["checks"][1]["tuned_nll"] == 2.1
+
+
+def test_gate_fails_collapse_forgetting_and_latency(tmp_path: Path) -> None:
+    from honed.gate import gate
+
+    toml = CLASSIFY_TOML + "[acceptance]\nmax_p95_latency_ms = 1.0\nmax_forgetting = 0.1\n"
+    task = load_task(write_task(tmp_path / "t", toml, {"test": ROWS}))
+    # tuned answers "billing" to 11 of 12: a collapse (the test's top answer is a third of it)
+    run = _planted_run(tmp_path, task, lambda r: "NONE", lambda r: "billing" if r["id"] != "i1" else "shipping",
+                       nll=(2.0, 2.5))
+    doc = gate(run).doc
+    failed = {c["name"] for c in doc["checks"] if not c["passed"]}
+    assert doc["status"] == "FAIL" and failed == {"improvement", "forgetting", "collapse", "latency"}
+    collapse = doc["checks"][2]
+    assert collapse["top_answer"] == "billing" and collapse["top_share"] == pytest.approx(11 / 12)
+    assert doc["checks"][1]["relative_change"] == pytest.approx(0.25)
+
+
+def test_gate_refuses_a_changed_base_and_an_undefined_metric(tmp_path: Path) -> None:
+    from honed.gate import gate
+
+    task = load_task(write_task(tmp_path / "t", CLASSIFY_TOML, {"test": ROWS}))
+    run = _planted_run(tmp_path / "a", task, lambda r: "NONE", lambda r: r["expected"], trained_sha="0" * 64)
+    with pytest.raises(UserError, match="the base model changed since `honed tune`"):
+        gate(run)
+    odd = load_task(write_task(tmp_path / "o", CLASSIFY_TOML + '[acceptance]\nprimary_metric = "field_f1"\n',
+                               {"test": ROWS}))
+    run2 = _planted_run(tmp_path / "b", odd, lambda r: "NONE", lambda r: r["expected"])
+    with pytest.raises(UserError, match="primary_metric 'field_f1' is not a metric"):
+        gate(run2)
+    assert not (run2 / "gate.json").exists()
+
+
+def test_cli_exit_codes_and_json(tmp_path: Path, task: Task, honed_home: Path) -> None:
+    env = {**os.environ, "HONED_HOME": str(honed_home), "COLUMNS": "200"}
+    run = _planted_run(tmp_path, task, lambda r: "NONE", lambda r: r["expected"])
+    ok = subprocess.run([sys.executable, "-m", "honed", "gate", str(run), "--json"], capture_output=True, text=True,
+                        env=env, check=False)
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["status"] == "PASS"
+    table = subprocess.run([sys.executable, "-m", "honed", "gate", str(run)], capture_output=True, text=True,
+                           env=env, check=False)
+    assert table.returncode == 0 and "PASS" in table.stdout and "forgetting" in table.stdout
+    assert "honed export" in table.stdout
+    bad = _planted_run(tmp_path / "bad", task, lambda r: r["expected"], lambda r: "NONE")
+    fail = subprocess.run([sys.executable, "-m", "honed", "gate", str(bad), "--json"], capture_output=True,
+                          text=True, env=env, check=False)
+    assert fail.returncode == 1 and json.loads(fail.stdout)["status"] == "FAIL"
