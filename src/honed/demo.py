@@ -94,7 +94,7 @@ def report_html(res: DemoResult, metric: str, curves: dict[str, Any] | None) -> 
 
 
 def demo(*, task_dir: Path | None = None, model: str = "smollm2-135m", out: Path = Path("demo-out"),
-         max_steps: int = 20, eval_every: int = 5, quants: tuple[str, ...] = ("Q8_0", "Q4_K_M"),
+         max_steps: int = 40, eval_every: int = 8, quants: tuple[str, ...] = ("Q8_0", "Q4_K_M"),
          say: Callable[[str], None] = print, store: Store | None = None) -> DemoResult:
     """Run the loop; returns what each stage produced (the report is written either way)."""
     from honed.backends import open_backend

@@ -16,7 +16,7 @@ def demo_command(
     task: Annotated[Path | None, typer.Option(help="Task folder (default: the bundled examples/classify).")] = None,
     model: Annotated[str, typer.Option("--model", "-m", help="Base model: alias or .gguf.")] = "smollm2-135m",
     out_dir: Annotated[Path, typer.Option("--out", help="Where the package and report go.")] = Path("demo-out"),
-    max_steps: Annotated[int, typer.Option(help="Training steps at most (early stopping may end sooner).")] = 20,
+    max_steps: Annotated[int, typer.Option(help="Training steps at most (early stopping may end sooner).")] = 40,
 ) -> None:
     """The whole loop on the embedded model: base eval → tune → gate → export (F16, Q8_0, Q4_K_M) → report."""
     from honed.demo import demo
