@@ -1,0 +1,51 @@
+"""`honed demo`'s report: every figure on the page comes from the stage documents it was given."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from honed.demo import DemoResult, find_example, report_html
+from honed.errors import UserError
+
+pytestmark = pytest.mark.unit
+
+
+def _result(tmp_path: Path, ladder: dict | None) -> DemoResult:
+    gate = {"status": "PASS", "task": "support-triage", "primary_metric": "macro_f1", "n_items": 40,
+            "base": {"model": "smollm2-135m", "model_sha256": "b179c9523d0e" + "0" * 52, "value": 0.033,
+                     "ci": [0.0, 0.08]},
+            "tuned": {"value": 0.512, "ci": [0.39, 0.63]},
+            "checks": [{"name": "improvement", "passed": True, "detail": "+0.479 (CI [0.33, 0.61])"},
+                       {"name": "collapse", "passed": True, "detail": "top answer 31%"}]}
+    base = {"run_id": "20261123-eval", "metrics": {"macro_f1": 0.018}, "ci": {"macro_f1": [0.0, 0.05]}}
+    return DemoResult(base=base, tune={}, gate=gate, package=tmp_path / "pkg" if ladder else None, ladder=ladder,
+                      report=tmp_path / "report.html", seconds={"tune": 400.0, "gate": 120.0})
+
+
+def test_report_shows_every_stage(tmp_path: Path) -> None:
+    ladder = {"rungs": [{"quant": "F16", "metric": 0.5, "ci": [0.38, 0.62], "eval_run_dir": "/r/f16"},
+                        {"quant": "Q4_K_M", "metric": 0.47, "ci": [0.35, 0.6], "eval_run_dir": "/r/q4"}],
+              "recommended": "Q4_K_M"}
+    curves = {"train": [{"step": 1, "loss": 3.0}], "val": [{"step": 0, "metric": 0.05}, {"step": 8, "metric": 0.5}],
+              "best_step": 8}
+    page = report_html(_result(tmp_path, ladder), "macro_f1", curves)
+    for text in ("0.018", "0.033", "0.512", "[0.390, 0.630]", "tuned Q4_K_M (GGUF, llama.cpp)", "Gate: PASS",
+                 "+0.479 (CI [0.33, 0.61])", "Training curves", "b179c9523d0e"):
+        assert text in page, text
+    assert "<script" in page and "https://" not in page.split("</script>")[-1]  # plotly inlined
+
+
+def test_report_without_export(tmp_path: Path) -> None:
+    r = _result(tmp_path, None)
+    r.gate["status"] = "FAIL"
+    page = report_html(r, "macro_f1", None)
+    assert "Gate: FAIL" in page and "not exported" in page and "Training curves" not in page
+
+
+def test_find_example_reports_a_missing_task(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert (find_example("classify") / "honed.toml").is_file()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match="--task"):
+        find_example("no-such-example")
