@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from honed.errors import UserError
 from honed.types import Request, Response
 
 _SCHEMA = """
@@ -144,6 +145,14 @@ class Store:
         if len(rows) == 1 or (rows and Path(rows[-1][0]).name == ref):
             return Path(rows[-1][0])
         return None
+
+    def resolve_run(self, ref: str, what: str = "run") -> Path:
+        """`find_run`, or a one-line error saying how to list the runs."""
+        found = self.find_run(ref)
+        if found is None:
+            raise UserError(f"{what} {ref!r} not found (no such folder, and no unique run id; `honed runs` lists "
+                            "them)")
+        return found
 
     def list_runs(self, limit: int = 20) -> list[dict[str, Any]]:
         with self._lock:

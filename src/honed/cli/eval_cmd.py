@@ -74,17 +74,13 @@ def compare_command(
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the comparison here.")] = None,
 ) -> None:
     """Paired comparison of two runs on the same items: exact McNemar and a paired bootstrap CI."""
-    from honed.errors import UserError
     from honed.evaluate.compare import compare_runs, markdown_comparison
     from honed.store import Store, write_json_atomic
 
     store = Store()
     dirs = []
     for ref in (run_a, run_b):
-        d = store.find_run(ref)
-        if d is None:
-            raise UserError(f"run {ref!r} not found (no such folder, and no unique run id; `honed runs` lists them)")
-        dirs.append(d)
+        dirs.append(store.resolve_run(ref))
     cmp = compare_runs(dirs[0], dirs[1])
     _print_md(markdown_comparison(cmp))
     if json_out:

@@ -15,18 +15,14 @@ out = Console()
 err = Console(stderr=True)
 
 
-def _find(ref: str) -> Path:
-    from honed.errors import UserError
+def _find(ref: str, what: str = "run") -> Path:
     from honed.store import Store
 
     store = Store()
     try:
-        found = store.find_run(ref)
+        return store.resolve_run(ref, what)
     finally:
         store.close()
-    if found is None:
-        raise UserError(f"run {ref!r} not found (no such folder, and no unique run id; `honed runs` lists them)")
-    return found
 
 
 def _fmt(v: object, nd: int = 3) -> str:

@@ -14,18 +14,14 @@ out = Console()
 err = Console(stderr=True)
 
 
-def _find(ref: str, what: str) -> Path:
-    from honed.errors import UserError
+def _find(ref: str, what: str = "run") -> Path:
     from honed.store import Store
 
     store = Store()
     try:
-        found = store.find_run(ref)
+        return store.resolve_run(ref, what)
     finally:
         store.close()
-    if found is None:
-        raise UserError(f"{what} {ref!r} not found (no such folder, and no unique run id; `honed runs` lists them)")
-    return found
 
 
 def _fmt(x: Any, signed: bool = False) -> str:
