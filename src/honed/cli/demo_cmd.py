@@ -26,12 +26,16 @@ def demo_command(
                say=lambda m: out.print(m, highlight=False))
     g = res.gate
     metric = g["primary_metric"]
+
+    def ci(v: list[float] | None) -> str:
+        return f"[{v[0]:.3f}, {v[1]:.3f}]" if v else "—"
+
     out.print(f"\n[bold]{metric} on the locked test[/] ({g['n_items']} items)", highlight=False)
     out.print(f"  base  (GGUF)          {res.base['metrics'].get(metric):.3f}", highlight=False)
-    out.print(f"  base  (transformers)  {g['base']['value']:.3f}  95% CI {g['base'].get('ci')}", highlight=False)
-    out.print(f"  tuned (transformers)  {g['tuned']['value']:.3f}  95% CI {g['tuned'].get('ci')}", highlight=False)
+    out.print(f"  base  (transformers)  {g['base']['value']:.3f}  95% CI {ci(g['base'].get('ci'))}", highlight=False)
+    out.print(f"  tuned (transformers)  {g['tuned']['value']:.3f}  95% CI {ci(g['tuned'].get('ci'))}", highlight=False)
     for rung in (res.ladder or {}).get("rungs", []):
-        out.print(f"  tuned {rung['quant']:<7} (GGUF)  {rung['metric']:.3f}  95% CI {rung.get('ci')}  "
+        out.print(f"  tuned {rung['quant']:<7} (GGUF)  {rung['metric']:.3f}  95% CI {ci(rung.get('ci'))}  "
                   f"P95 {rung.get('p95_ms')} ms", highlight=False)
     out.print(f"\ngate: [bold]{g['status']}[/]", highlight=False)
     if res.package:
