@@ -22,6 +22,7 @@ from honed.backends import open_backend
 from honed.backends.models import file_sha256, resolve_gguf
 from honed.cost.model import load_hardware, load_prices
 from honed.data.logs import LogRecord, append_record
+from honed.data.public import default_data_dir
 from honed.export.package import Acceptance, Anchor, Manifest, Rung, write_anchors, write_manifest
 from honed.monitor import MonitorConfig, monitor
 from honed.monitor.economics import DAYS_PER_MONTH
@@ -32,7 +33,6 @@ from tests.conftest import EXAMPLES
 
 pytestmark = pytest.mark.integration
 
-REST8K = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "restaurant8k" / "test.json"
 T0 = datetime(2026, 11, 2, tzinfo=UTC)
 GGUF_NAME = "support-triage-smollm2-135m-v1-Q4_1.gguf"
 
@@ -91,7 +91,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     # a package whose anchors expect what the model answers: passes any threshold
     agreeing = [Anchor(a.id, a.inputs, a.answer, a.answer) for a in truth if a.answer is not None]
     val = [json.loads(line)["text"] for line in (task_dir / "data" / "val.jsonl").read_text().splitlines()]
-    rest = [r["userInput"]["text"] for r in json.loads(REST8K.read_text()) if len(r["userInput"]["text"]) > 25]
+    rest = [r["userInput"]["text"] for r in json.loads((default_data_dir() / "restaurant8k" / "test.json").read_text()) if len(r["userInput"]["text"]) > 25]
     return {
         "root": root, "gguf": gguf, "task_dir": task_dir, "truth": truth, "model_said": said,
         "good": build_package(root / "pkg-good", gguf, min_value=0.9, anchors=agreeing),
