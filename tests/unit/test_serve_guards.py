@@ -169,7 +169,10 @@ def test_worker_queue_bound_and_cancelled_jobs_never_run() -> None:
         while w.busy == 0:  # the first job is running, the queue is empty
             await asyncio.sleep(0.01)
         second = asyncio.ensure_future(w.run(lambda: job("second")))
-        await asyncio.sleep(0.05)
+        for _ in range(500):  # until the second job sits in the queue (a fixed sleep was flaky under load)
+            if w.waiting:
+                break
+            await asyncio.sleep(0.01)
         with pytest.raises(QueueFull):
             await w.run(lambda: job("third"))
         second.cancel()  # a request that timed out while queued
