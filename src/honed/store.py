@@ -176,3 +176,12 @@ def write_text_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
+
+
+def resolve_run_dir(ref: str, what: str = "run") -> Path:
+    """A run folder by id, id prefix or path, looked up in the default store (for commands taking a run)."""
+    store = Store()
+    try:
+        return store.resolve_run(ref, what)
+    finally:
+        store.close()

@@ -11,18 +11,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from honed.store import resolve_run_dir
+
 out = Console()
 err = Console(stderr=True)
-
-
-def _find(ref: str, what: str = "run") -> Path:
-    from honed.store import Store
-
-    store = Store()
-    try:
-        return store.resolve_run(ref, what)
-    finally:
-        store.close()
 
 
 def _fmt(v: object, nd: int = 3) -> str:
@@ -53,7 +45,7 @@ def export_command(
         err.print(f"[dim]{now - t0:6.1f}s[/] [bold]export[/] {msg}", highlight=False)
         last[0] = now
 
-    pkg = export(_find(run), out=out_dir, quants=[q.strip() for q in quants.split(",") if q.strip()], force=force,
+    pkg = export(resolve_run_dir(run), out=out_dir, quants=[q.strip() for q in quants.split(",") if q.strip()], force=force,
                  modelfile=modelfile, version=version, on_stage=stage)
     m = pkg.manifest
     if json_out:

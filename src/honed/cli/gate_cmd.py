@@ -3,25 +3,16 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from honed.store import resolve_run_dir
+
 out = Console()
 err = Console(stderr=True)
-
-
-def _find(ref: str, what: str = "run") -> Path:
-    from honed.store import Store
-
-    store = Store()
-    try:
-        return store.resolve_run(ref, what)
-    finally:
-        store.close()
 
 
 def _fmt(x: Any, signed: bool = False) -> str:
@@ -60,8 +51,8 @@ def gate_command(
     """Tuned vs base on the locked test, paired: improvement with a CI, forgetting, collapse, latency."""
     from honed.gate import gate
 
-    run_dir = _find(run, "run")
-    vs_dir = _find(vs, "arm run") if vs else None
+    run_dir = resolve_run_dir(run, "run")
+    vs_dir = resolve_run_dir(vs, "arm run") if vs else None
     result = gate(run_dir, vs=vs_dir, limit=limit, progress=not json_out,
                   on_stage=lambda msg: err.print(f"[dim]{msg}[/]", highlight=False))
     if json_out:
