@@ -35,6 +35,7 @@ from honed.export.package import (
     write_anchors,
     write_manifest,
 )
+from honed.gate.run import read_tune_run
 from honed.store import write_json_atomic, write_text_atomic
 from honed.task.data import Item, items_hash, load_items
 from honed.task.spec import Task, load_task
@@ -71,21 +72,6 @@ def read_gate(run: Path, force: bool) -> tuple[dict[str, Any] | None, dict[str, 
     if status != "PASS":
         entry["overrode"] = status
     return gate, entry
-
-
-def _tune_run(run: Path) -> tuple[dict[str, Any], Task, Path]:
-    mpath = run / "manifest.json"
-    if not mpath.is_file():
-        raise UserError(f"{run}: not a tune run folder (no manifest.json); give the folder `honed tune` printed")
-    manifest = json.loads(mpath.read_text(encoding="utf-8"))
-    adapter = run / "best"
-    if not (adapter / "adapter_config.json").is_file():
-        raise UserError(f"{run}: no adapter in best/ (the tune run saved no checkpoint); re-run `honed tune`")
-    try:
-        task = load_task(manifest["task_dir"])
-    except KeyError:
-        raise UserError(f"{mpath}: no task_dir: not written by `honed tune`") from None
-    return manifest, task, adapter
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -214,7 +200,7 @@ def export(run: Path, *, out: Path | None = None, quants: list[str] | None = Non
     say = on_stage or (lambda _m: None)
     run = Path(run).resolve()
     timings: dict[str, float] = {}
-    tune_manifest, task, adapter = _tune_run(run)
+    tune_manifest, task, adapter = read_tune_run(run)
     gate, gate_entry = read_gate(run, force)
     quants = list(quants) if quants is not None else list(DEFAULT_QUANTS)
     from honed.export.quantize import QUANT_TYPES

@@ -69,8 +69,8 @@ def read_tune_run(run: Path) -> tuple[dict[str, Any], Task, Path]:
                         f"sha256}}; missing: {', '.join(missing) or 'base_model.name'})")
     task_dir = Path(manifest["task_dir"])
     if not task_dir.exists():
-        raise UserError(f"{mpath}: task_dir {task_dir} does not exist any more (the gate needs the task and its "
-                        "locked test split)")
+        raise UserError(f"{mpath}: task_dir {task_dir} does not exist any more (gate and export need the task "
+                        "and its locked test split)")
     adapter = run / "best"
     if not (adapter / "adapter_config.json").is_file():
         raise UserError(f"{run}: no adapter in best/ (no validation pass improved on anything, or tune did not "
