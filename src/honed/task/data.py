@@ -10,8 +10,8 @@ from typing import Any
 
 import jsonschema
 
+from honed.data.reader import read_jsonl
 from honed.errors import DataError
-from honed.jsonl import json_object
 from honed.task.spec import Task
 
 
@@ -25,11 +25,17 @@ class Item:
     line: int = 0
 
 
+def _short(value: Any, limit: int = 60) -> str:
+    """repr of a value for an error message, cut at `limit` characters (a data file may hold a 1 MiB cell)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _check_expected(task: Task, item: Item, where: str) -> None:
     exp = item.expected
     if task.kind == "classify":
         if exp not in task.labels:
-            raise DataError(f"{where}: field {task.spec.data.expected_field!r} = {exp!r} is not one of the task's "
+            raise DataError(f"{where}: field {task.spec.data.expected_field!r} = {_short(exp)} is not one of the task's "
                             f"labels {task.labels}")
     elif task.kind == "pick":
         assert task.spec.pick is not None
@@ -39,7 +45,7 @@ def _check_expected(task: Task, item: Item, where: str) -> None:
         ok = exp == task.spec.pick.none_label or (isinstance(exp, int) and not isinstance(exp, bool)
                                                    and 1 <= exp <= len(cands))
         if not ok:
-            raise DataError(f"{where}: field {task.spec.data.expected_field!r} = {exp!r}: expected a candidate "
+            raise DataError(f"{where}: field {task.spec.data.expected_field!r} = {_short(exp)}: expected a candidate "
                             f"number 1..{len(cands)} or {task.spec.pick.none_label!r}")
     elif task.kind == "extract":
         assert task.schema is not None
@@ -64,22 +70,18 @@ def load_items(task: Task, split: str = "test", path: Path | None = None) -> lis
     id_field, exp_field = task.spec.data.id_field, task.spec.data.expected_field
     items: list[Item] = []
     seen: dict[str, int] = {}
-    with file.open(encoding="utf-8") as fh:
-        for lineno, raw in enumerate(fh, 1):
-            if not raw.strip():
-                continue
-            where = f"{file}:{lineno}"
-            obj = json_object(raw, where)
-            if exp_field not in obj and task.kind != "generate":
-                raise DataError(f"{where}: missing field {exp_field!r} (the expected answer)")
-            item_id = str(obj.pop(id_field, lineno))
-            if item_id in seen:
-                raise DataError(f"{where}: duplicate id {item_id!r} (first on line {seen[item_id]})")
-            seen[item_id] = lineno
-            expected = obj.pop(exp_field, None)
-            item = Item(id=item_id, inputs=obj, expected=expected, line=lineno)
-            _check_expected(task, item, where)
-            items.append(item)
+    for lineno, obj in read_jsonl(file):
+        where = f"{file}:{lineno}"
+        if exp_field not in obj and task.kind != "generate":
+            raise DataError(f"{where}: missing field {exp_field!r} (the expected answer)")
+        item_id = str(obj.pop(id_field, lineno))
+        if item_id in seen:
+            raise DataError(f"{where}: duplicate id {item_id!r} (first on line {seen[item_id]})")
+        seen[item_id] = lineno
+        expected = obj.pop(exp_field, None)
+        item = Item(id=item_id, inputs=obj, expected=expected, line=lineno)
+        _check_expected(task, item, where)
+        items.append(item)
     if not items:
         raise DataError(f"{file}: no items (the file is empty)")
     if split == "test" and path is None:
