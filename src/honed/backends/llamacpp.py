@@ -12,6 +12,7 @@ import logging
 import os
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,6 +21,8 @@ from honed.backends.models import file_sha256, resolve_gguf
 from honed.errors import MissingDependency
 from honed.task.prompt import PLAIN_STOP, render_chat, render_plain
 from honed.types import Constraint, ModelInfo, Request, Response
+
+GRAMMAR_CACHE_SIZE = 16
 
 log = logging.getLogger("honed")
 
@@ -61,7 +64,9 @@ class LlamaCppBackend(Backend):
             from honed.errors import UserError
 
             raise UserError(f"{path.name} has no chat template; it is a base model: drop the chat-template option")
-        self._grammars: dict[str, Any] = {}
+        # Compiled grammars, least recently used first: a server sees one schema per client request, so the cache
+        # must forget (a grammar can be megabytes), and a task's own few constraints stay hot.
+        self._grammars: OrderedDict[str, Any] = OrderedDict()
         self._lock = threading.Lock()
         self.info = ModelInfo(
             name=model, backend=self.name, path=str(path), sha256=file_sha256(path), chat_template=use_chat,
@@ -98,13 +103,18 @@ class LlamaCppBackend(Backend):
         if constraint is None:
             return None
         key = json.dumps([constraint.kind, constraint.schema, constraint.choices], sort_keys=True)
-        if key not in self._grammars:
-            g = self._llama_cpp.LlamaGrammar
-            if constraint.kind == "json_schema":
-                self._grammars[key] = g.from_json_schema(json.dumps(constraint.schema), verbose=False)
-            else:
-                self._grammars[key] = g.from_string(choice_grammar(constraint.choices), verbose=False)
-        return self._grammars[key]
+        if key in self._grammars:
+            self._grammars.move_to_end(key)
+            return self._grammars[key]
+        g = self._llama_cpp.LlamaGrammar
+        if constraint.kind == "json_schema":
+            grammar = g.from_json_schema(json.dumps(constraint.schema), verbose=False)
+        else:
+            grammar = g.from_string(choice_grammar(constraint.choices), verbose=False)
+        self._grammars[key] = grammar
+        while len(self._grammars) > GRAMMAR_CACHE_SIZE:
+            self._grammars.popitem(last=False)
+        return grammar
 
     def _one(self, request: Request) -> Response:
         prompt = self.render(request)

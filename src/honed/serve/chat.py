@@ -1,7 +1,9 @@
 """OpenAI chat-completions schema ↔ honed's Request/Response: validation, translation, response bodies.
 
 Only what a single local model can honour is accepted; anything else is a 400 that names the field
-(n > 1, tools, images), never silently ignored.
+(n > 1, tools, images), never silently ignored. Fields are typed strictly: `"n": "7"` or `"max_tokens": true`
+is a 400, not a guess. A `response_format` schema is measured against `honed.serve.limits` before anything
+compiles it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from honed.serve.limits import LimitExceeded, check_schema
 from honed.types import Constraint, Message, Request, Response, Sampling
 
 
@@ -38,16 +41,16 @@ class ChatMessage(BaseModel):
 class ChatRequest(BaseModel):
     """The fields of POST /v1/chat/completions that honed reads; other OpenAI fields are accepted and unused."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
     model: str = Field(min_length=1)
     messages: list[ChatMessage] = Field(min_length=1)
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=-(2**63), lt=2**63)
     stop: str | list[str] | None = None
-    n: int | None = None
+    n: int | None = Field(default=None, ge=1)
     stream: bool | None = False
     response_format: dict[str, Any] | None = None
     tools: list[Any] | None = None
@@ -70,7 +73,7 @@ def parse_chat(body: Any) -> ChatRequest:
     except ValidationError as exc:
         message, param = validation_message(exc)
         raise RequestError(400, f"invalid chat request: {message}", param=param) from None
-    if (req.n or 1) != 1:
+    if req.n is not None and req.n != 1:
         raise RequestError(400, "n must be 1: this server returns one choice per request", param="n")
     if req.tools:
         raise RequestError(400, "tools are not supported by this server", param="tools")
@@ -99,21 +102,31 @@ def to_messages(req: ChatRequest) -> tuple[Message, ...]:
     return tuple(out)
 
 
+def _bounded(schema: dict[str, Any]) -> Constraint:
+    try:
+        check_schema(schema)
+    except LimitExceeded as exc:
+        raise RequestError(400, f"response_format: {exc}", param="response_format",
+                           code="schema_too_large") from None
+    return Constraint("json_schema", schema=schema)
+
+
 def constraint_of(req: ChatRequest) -> Constraint | None:
-    """response_format → a JSON-schema constraint ({"type": "json_object"} → any JSON object)."""
+    """response_format → a JSON-schema constraint ({"type": "json_object"} → any JSON object), within the
+    bounds of `honed.serve.limits`."""
     rf = req.response_format
     if not rf or rf.get("type") in (None, "text"):
         return None
     if rf.get("type") == "json_object":
         schema = rf.get("schema") if isinstance(rf.get("schema"), dict) else {"type": "object"}
-        return Constraint("json_schema", schema=schema)
+        return _bounded(schema)
     if rf.get("type") == "json_schema":
         spec = rf.get("json_schema")
         schema = spec.get("schema") if isinstance(spec, dict) else None
         if not isinstance(schema, dict):
             raise RequestError(400, "response_format.json_schema.schema must be a JSON Schema object",
                                param="response_format")
-        return Constraint("json_schema", schema=schema)
+        return _bounded(schema)
     raise RequestError(400, f"response_format.type {rf.get('type')!r} is not supported: use text, json_object "
                        "or json_schema", param="response_format")
 
