@@ -27,8 +27,16 @@ def serve_command(
                                                 "$HONED_HOME/serve/requests.jsonl).")] = None,
     log_max_mb: Annotated[float, typer.Option(min=0.001, help="Rotate the log past this size.")] = 64.0,
     log_keep: Annotated[int, typer.Option(min=1, help="Rotated logs to keep (.1 … .N).")] = 5,
-    api_key: Annotated[list[str] | None, typer.Option("--api-key", help="Accepted API key (repeatable; also "
-                                                         "HONED_API_KEYS).")] = None,
+    log_inputs: Annotated[str, typer.Option(help="What the log keeps of each input: full | hash | none "
+                                            "(harvest and monitor need full).")] = "full",
+    api_key: Annotated[list[str] | None, typer.Option("--api-key", help="Accepted API key (repeatable; visible in "
+                                                         "`ps`: prefer --api-key-file or HONED_API_KEYS).")] = None,
+    api_key_file: Annotated[Path | None, typer.Option(help="File of accepted API keys, one per line.")] = None,
+    allow_origin: Annotated[list[str] | None, typer.Option("--allow-origin", help="Browser origin allowed to call "
+                                                              "the server, e.g. http://localhost:3000 (repeatable)."
+                                                              )] = None,
+    allow_host: Annotated[list[str] | None, typer.Option("--allow-host", help="Host header NAME:PORT to answer "
+                                                            "besides the bound address (repeatable).")] = None,
     rate_limit: Annotated[float, typer.Option(min=0, help="Requests per minute per key; 0: off.")] = 600.0,
     max_body_kb: Annotated[int, typer.Option(min=1, help="Largest request body (413 above).")] = 256,
     timeout: Annotated[float, typer.Option(min=0.1, help="Per-request time limit in seconds (504).")] = 60.0,
@@ -47,9 +55,14 @@ def serve_command(
 
     if confidence not in ("margin", "consistency", "none"):
         raise UserError(f"--confidence {confidence!r}: expected margin, consistency or none")
+    if log_inputs not in ("full", "hash", "none"):
+        raise UserError(f"--log-inputs {log_inputs!r}: expected full, hash or none")
     mode: Literal["margin", "consistency", "none"] = confidence  # type: ignore[assignment]
+    kept: Literal["full", "hash", "none"] = log_inputs  # type: ignore[assignment]
     cfg = ServeConfig(target=target, host=host, port=port, tasks=task or [], fallbacks=fallback or [], quant=quant,
-                      log_path=log, log_max_mb=log_max_mb, log_keep=log_keep, api_keys=api_key or [], rate_limit=rate_limit,
+                      log_path=log, log_max_mb=log_max_mb, log_keep=log_keep, log_inputs=kept, api_keys=api_key or [],
+                      api_key_file=api_key_file, allow_origins=allow_origin or [], allow_hosts=allow_host or [],
+                      rate_limit=rate_limit,
                       max_body_kb=max_body_kb, timeout_s=timeout, confidence=mode, min_margin=margin,
                       samples=samples, min_agreement=min_agreement, constrained=constrained, n_threads=threads)
 
@@ -62,8 +75,11 @@ def serve_command(
             out.print(f"  {layer.name}: {layer.model_id}  sha256 {str(layer.sha256)[:12]}", highlight=False)
         for name in server.tasks:
             out.print(f"  task: POST {url}/v1/tasks/{name}  (or model='task:{name}')", highlight=False)
-        out.print(f"  log: {server.log.path}  auth: {'API key' if server.keys.required else 'off (loopback)'}",
-                  highlight=False)
+        out.print(f"  log: {server.log.path} (inputs: {cfg.log_inputs})  auth: "
+                  f"{'API key' if server.keys.required else 'off (loopback)'}", highlight=False)
+        if api_key:
+            out.print("  note: keys given with --api-key show in `ps`; --api-key-file or HONED_API_KEYS do not",
+                      highlight=False)
 
     serve(cfg, on_ready=ready)
 

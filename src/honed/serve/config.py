@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 from pathlib import Path
 from typing import Literal
@@ -11,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from honed.errors import UserError
 
+log = logging.getLogger("honed")
 LOOPBACK_NAMES = {"localhost", "ip6-localhost"}
 
 
@@ -22,6 +24,21 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def read_key_file(path: Path) -> list[str]:
+    """API keys from a file, one per line; blank lines and lines starting with # are skipped."""
+    path = Path(path).expanduser()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"--api-key-file {path}: cannot read it ({exc.strerror or exc})") from None
+    keys = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+    if not keys:
+        raise UserError(f"--api-key-file {path}: no keys in it (one key per line)")
+    if path.stat().st_mode & 0o077:
+        log.warning("%s is readable by other users; `chmod 600 %s` keeps the API keys private", path, path)
+    return keys
 
 
 class ServeConfig(BaseModel):
@@ -48,8 +65,18 @@ class ServeConfig(BaseModel):
     """Rotate the log past this size: requests.jsonl → .1 → .2 …, whole lines only."""
     log_keep: int = Field(default=5, ge=1)
     """Rotated logs to keep."""
+    log_inputs: Literal["full", "hash", "none"] = "full"
+    """What the request log keeps of each input: full (the input and its hash; what `honed data harvest` and
+    `honed monitor` read), hash (only the input hash), none (neither). Outputs and answers are always kept."""
     api_keys: list[str] = []
-    """Accepted API keys (Bearer). Also read from HONED_API_KEYS (comma-separated). None: no auth (loopback only)."""
+    """Accepted API keys (Bearer). Also read from `api_key_file` and HONED_API_KEYS (comma-separated). None: no
+    auth (loopback only)."""
+    api_key_file: Path | None = None
+    """A file of accepted API keys, one per line (blank lines and # comments skipped): keeps keys out of `ps`."""
+    allow_origins: list[str] = []
+    """Browser origins (e.g. http://localhost:3000) allowed to call the server; others get 403."""
+    allow_hosts: list[str] = []
+    """Host header values (NAME:PORT) the server answers to besides its bound address and loopback names."""
     rate_limit: float = Field(default=600.0, ge=0)
     """Requests per minute per API key (per client address without keys); 0 turns it off."""
     max_body_kb: int = Field(default=256, gt=0)
@@ -79,16 +106,17 @@ class ServeConfig(BaseModel):
     """Chat route: token budget when the request gives none, and the most a request may ask for."""
 
     @model_validator(mode="after")
-    def _keys_from_env(self) -> ServeConfig:
+    def _keys_from_file_and_env(self) -> ServeConfig:
         env = [k.strip() for k in os.environ.get("HONED_API_KEYS", "").split(",") if k.strip()]
-        self.api_keys = list(dict.fromkeys([*self.api_keys, *env]))
+        from_file = read_key_file(self.api_key_file) if self.api_key_file else []
+        self.api_keys = list(dict.fromkeys([*self.api_keys, *from_file, *env]))
         return self
 
     def check_exposure(self) -> None:
         """Refuse to listen beyond this machine without API keys."""
         if not is_loopback(self.host) and not self.api_keys:
             raise UserError(f"refusing to bind {self.host}: it is reachable from other machines and no API key is "
-                            "set; give --api-key KEY (repeatable) or HONED_API_KEYS, or bind 127.0.0.1")
+                            "set; give --api-key-file FILE, HONED_API_KEYS or --api-key KEY, or bind 127.0.0.1")
 
     def resolved_log_path(self) -> Path:
         from honed.store import honed_home

@@ -91,6 +91,7 @@ def open_server(cfg: ServeConfig) -> Server:
     metrics = Metrics()
     for layer in layers:
         metrics.track_queue(layer.name, functools.partial(getattr, layer.worker, "waiting"))
-    request_log = RequestLog(cfg.resolved_log_path(), int(cfg.log_max_mb * 1024 * 1024), cfg.log_keep)
+    request_log = RequestLog(cfg.resolved_log_path(), int(cfg.log_max_mb * 1024 * 1024), cfg.log_keep,
+                             cfg.log_inputs)
     return Server(cfg, layers, by_name, request_log, metrics, KeyCheck(cfg.api_keys), RateLimiter(cfg.rate_limit),
                   package)
