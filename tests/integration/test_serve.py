@@ -201,7 +201,8 @@ def test_openai_client_chat_task_and_forced_escalation(escalating: Served, tmp_p
 def test_bad_requests_are_4xx_and_the_server_stays_healthy(escalating: Served) -> None:
     url = escalating.url
     cases = [
-        (httpx.post(f"{url}/v1/tasks/{TASK}", content=b'{"input": {"text": ', timeout=30), 400, "invalid JSON"),
+        (httpx.post(f"{url}/v1/tasks/{TASK}", content=b'{"input": {"text": ', timeout=30,
+                    headers={"content-type": "application/json"}), 400, "invalid JSON"),
         (httpx.post(f"{url}/v1/tasks/{TASK}", json={"input": {"text": "x" * 20000}}, timeout=30), 413, "8 KiB"),
         (httpx.post(f"{url}/v1/tasks/nope", json={"input": {"text": "x"}}, timeout=30), 404, f"has: {TASK}"),
         (httpx.post(f"{url}/v1/tasks/{TASK}", json={"input": {"body": "x"}}, timeout=30), 400, "lacks ['text']"),

@@ -38,7 +38,7 @@ def _client(tmp_path: Path, task_dir: Path, primary: Script, fallback: Script | 
     task = load_task(task_dir)
     server = Server(cfg, layers, {task.name: task}, RequestLog(cfg.resolved_log_path(), 1 << 20), Metrics(),
                     KeyCheck(cfg.api_keys), RateLimiter(cfg.rate_limit))
-    return TestClient(app_for(server)), server
+    return TestClient(app_for(server), base_url="http://127.0.0.1:8080"), server  # the bound address: Host is checked
 
 
 def _log(server: Server) -> list:
@@ -81,7 +81,8 @@ def test_bad_requests_get_clear_4xx_and_the_server_stays_healthy(tmp_path: Path,
     client, server = _client(tmp_path, mini_task, lambda r: "billing", max_body_kb=1)
     cases = [
         (client.post("/v1/tasks/nope", json={"input": {"text": "x"}}), 404, "unknown task 'nope'; this server has: mini"),
-        (client.post("/v1/tasks/mini", content=b'{"input": '), 400, "invalid JSON in the request body"),
+        (client.post("/v1/tasks/mini", content=b'{"input": ', headers={"content-type": "application/json"}), 400,
+         "invalid JSON in the request body"),
         (client.post("/v1/tasks/mini", json={"text": "x"}), 400, 'expected a body {"input"'),
         (client.post("/v1/tasks/mini", json={"input": {"txt": "x"}}), 400, "input lacks ['text']"),
         (client.post("/v1/tasks/mini", json={"input": {"text": "x" * 2000}}), 413, "larger than this server's limit"),
@@ -106,9 +107,11 @@ def test_bad_requests_get_clear_4xx_and_the_server_stays_healthy(tmp_path: Path,
 
 def test_keys_and_rate_limit(tmp_path: Path, mini_task: Path) -> None:
     client, _ = _client(tmp_path, mini_task, lambda r: "billing", api_keys=["k1"], rate_limit=2)
-    r = client.get("/v1/models")
+    # Wrong keys spend their address's budget (test_serve_hardening): send them from another address.
+    stranger = TestClient(client.app, base_url="http://127.0.0.1:8080", client=("10.0.0.8", 4000))
+    r = stranger.get("/v1/models")
     assert r.status_code == 401 and "missing API key" in r.json()["error"]["message"]
-    assert client.get("/v1/models", headers={"Authorization": "Bearer bad"}).status_code == 401
+    assert stranger.get("/v1/models", headers={"Authorization": "Bearer bad"}).status_code == 401
     assert client.get("/health").status_code == 200  # health stays open for probes
     ok = {"Authorization": "Bearer k1"}
     ids = [m["id"] for m in client.get("/v1/models", headers=ok).json()["data"]]

@@ -1,8 +1,11 @@
 """The ASGI app: OpenAI-compatible chat, the task route with its cascade, models, health, metrics.
 
-Every /v1 route goes through `_guarded`: API key (401), rate limit (429 + Retry-After), body size (413),
-JSON (400), then the handler under the per-request timeout (504). Errors use OpenAI's shape,
-`{"error": {"message", "type", "param", "code"}}`, so the official client raises its usual exceptions.
+Every route first passes the Host/Origin check (403, `honed.serve.origin`). Every /v1 route then goes through
+`_guarded`: content type (415), API key (401; failures rate-limited per address), rate limit (429 +
+Retry-After), then, under the per-request timeout (504), the body (413; 400 for anything unparseable or
+nested too deep) and the handler. Errors use OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`,
+so the official client raises its usual exceptions. No client-visible error carries a file path or an
+upstream URL: details go to the server's own log.
 Models run in their layers' worker threads: the event loop only awaits, so health and metrics answer while
 a generation runs. Each answered request appends one line to the request log before its response is sent.
 """
@@ -12,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -19,9 +24,11 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request as HttpRequest
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from honed.data.io import input_fields
 from honed.data.logs import LogRecord
@@ -31,11 +38,17 @@ from honed.serve.cascade import TaskAnswer, run_cascade
 from honed.serve.chat import RequestError, completion_body, parse_chat, sse_chunks, to_request
 from honed.serve.config import ServeConfig
 from honed.serve.layers import QueueFull
+from honed.serve.limits import MAX_BODY_DEPTH, MAX_CANDIDATES, depth
+from honed.serve.origin import is_json, refusal
 from honed.serve.state import Server, open_server
 
-_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
-                405: "invalid_request_error", 413: "invalid_request_error", 429: "rate_limit_error",
-                502: "upstream_error", 503: "server_busy", 504: "timeout_error"}
+log = logging.getLogger("honed")
+_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+                404: "not_found_error", 405: "invalid_request_error", 413: "invalid_request_error",
+                415: "invalid_request_error", 429: "rate_limit_error", 502: "upstream_error", 503: "server_busy",
+                504: "timeout_error"}
+_URL = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s'\"]+", re.IGNORECASE)
+_PATH = re.compile(r"(?<![\w.:/-])(?:~|[A-Za-z]:)?/[^\s'\",;)]*[^\s'\",;):.]")
 Handler = Callable[[Any, str], Awaitable[tuple[Response, str]]]
 
 
@@ -63,12 +76,28 @@ async def read_json(request: HttpRequest, limit: int) -> Any:
     if not raw.strip():
         raise RequestError(400, "empty request body: expected a JSON object")
     try:
-        return json.loads(raw)
+        payload = json.loads(raw)
     except UnicodeDecodeError:
         raise RequestError(400, "request body is not UTF-8 text") from None
     except json.JSONDecodeError as exc:
         raise RequestError(400, f"invalid JSON in the request body: {exc.msg} at line {exc.lineno} column "
                            f"{exc.colno}") from None
+    except (ValueError, RecursionError):  # a 5000-digit integer, nesting past the parser's stack
+        payload = None
+    else:
+        if depth(payload) <= MAX_BODY_DEPTH:
+            return payload
+    raise RequestError(400, f"invalid JSON in the request body: numbers are limited to 4300 digits and nesting to "
+                       f"{MAX_BODY_DEPTH} levels", code="body_too_complex")
+
+
+def public_message(server: Server, text: str) -> str:
+    """`text` for a client: the server's task files named by their task, other paths and URLs elided."""
+    for name, task in server.tasks.items():
+        for where in (task.source, task.root):
+            if where is not None:
+                text = text.replace(str(where), f"task {name!r}")
+    return _PATH.sub("<path>", _URL.sub("<url>", text))
 
 
 def _log(server: Server, record: LogRecord) -> None:
@@ -76,23 +105,45 @@ def _log(server: Server, record: LogRecord) -> None:
     server.metrics.log_lines.inc()
 
 
+def _rate_limited(server: Server, wait: float) -> RequestError:
+    return RequestError(429, f"rate limit of {server.cfg.rate_limit:g} requests per minute reached; retry in "
+                        f"{wait:g} s", code="rate_limit_exceeded", headers={"Retry-After": f"{wait:g}"})
+
+
+def _identify(server: Server, request: HttpRequest) -> str:
+    """The caller's rate-limit identity; wrong keys spend their address's budget, and an address that has spent
+    it gets 429 before its key is even compared."""
+    client = request.client.host if request.client else "unknown"
+    failures = f"authfail:{client}"
+    if server.keys.required and (wait := server.limiter.acquire(failures, take=False)):
+        raise _rate_limited(server, wait)
+    try:
+        return server.keys.identity(request.headers.get("authorization"), request.headers.get("x-api-key"), client)
+    except AuthError:
+        server.limiter.acquire(failures)
+        raise
+
+
 async def _guarded(server: Server, request: HttpRequest, route: str, handler: Handler,
                    body: bool = True) -> Response:
-    """Auth, rate limit, body, timeout and metrics around one API call."""
+    """Content type, auth, rate limit, then body and handler under the timeout, and metrics, around one call."""
     t0 = time.perf_counter()
     server.metrics.in_flight.inc()
     status, layer = 500, "-"
-    try:
-        client = request.client.host if request.client else "unknown"
-        identity = server.keys.identity(request.headers.get("authorization"), request.headers.get("x-api-key"),
-                                        client)
-        wait = server.limiter.acquire(identity)
-        if wait:
-            raise RequestError(429, f"rate limit of {server.cfg.rate_limit:g} requests per minute reached; retry "
-                               f"in {wait:g} s", code="rate_limit_exceeded", headers={"Retry-After": f"{wait:g}"})
+
+    async def call() -> tuple[Response, str]:
         payload = await read_json(request, server.cfg.max_body_kb * 1024) if body else None
-        request_id = uuid.uuid4().hex
-        response, layer = await asyncio.wait_for(handler(payload, request_id), server.cfg.timeout_s)
+        return await handler(payload, uuid.uuid4().hex)
+
+    try:
+        if body and not is_json(request.headers.get("content-type")):
+            raise RequestError(415, "send the body as JSON with the header 'Content-Type: application/json'",
+                               code="unsupported_media_type")
+        wait = server.limiter.acquire(_identify(server, request))
+        if wait:
+            raise _rate_limited(server, wait)
+        # The body is read under the timeout too: a client trickling its body holds no slot past it.
+        response, layer = await asyncio.wait_for(call(), server.cfg.timeout_s)
         status = response.status_code
         return response
     except AuthError as exc:
@@ -103,11 +154,16 @@ async def _guarded(server: Server, request: HttpRequest, route: str, handler: Ha
         return error_response(exc.status, exc.message, param=exc.param, code=exc.code, headers=exc.headers)
     except UserError as exc:  # e.g. the task's prompt template needs a field the input lacks
         status = 400
-        return error_response(400, str(exc))
+        log.info("400 for a %s request: %s", route, exc)
+        return error_response(400, public_message(server, str(exc)))
     except TimeoutError:
         status = 504
         return error_response(504, f"no answer within {server.cfg.timeout_s:g} s (the model may be busy); "
                               "queued work for this request was dropped", code="timeout")
+    except MemoryError:  # a request that got past the bounds and still asked too much: refuse it, keep serving
+        status = 503
+        log.error("out of memory answering a %s request", route)
+        return error_response(503, "the server ran out of memory for this request", code="out_of_memory")
     except QueueFull as exc:
         status = 503
         return error_response(503, f"too many requests waiting for the {exc} model; retry shortly",
@@ -125,6 +181,10 @@ def _task_inputs(server: Server, name: str, payload: Any) -> tuple[Any, dict[str
     if not isinstance(payload, dict) or set(payload) != {"input"} or not isinstance(payload["input"], dict):
         raise RequestError(400, 'expected a body {"input": {...the task\'s input fields...}}', param="input")
     inputs = payload["input"]
+    cands = inputs.get(task.spec.pick.candidates_field) if task.spec.pick else None
+    if isinstance(cands, list) and len(cands) > MAX_CANDIDATES:
+        raise RequestError(400, f"{len(cands)} candidates; this server scores at most {MAX_CANDIDATES} per request",
+                           param="input", code="too_many_candidates")
     missing = [f for f in input_fields(task) if f not in inputs]
     if missing:
         raise RequestError(400, f"input lacks {missing}, which task {name!r} needs (its fields: "
@@ -182,9 +242,9 @@ def build_routes(server: Server) -> list[Route]:
         text = next((m.content for m in reversed(req.messages) if m.role == "user"), None)
         try:
             inputs = json.loads(text) if isinstance(text, str) else None
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON, or a number or nesting past the parser's limits
             inputs = None
-        if not isinstance(inputs, dict):
+        if not isinstance(inputs, dict) or depth(inputs) > MAX_BODY_DEPTH:
             raise RequestError(400, "for model 'task:NAME' the last user message must be a JSON object of the "
                                "task's input fields", param="messages")
         task, inputs = _task_inputs(server, req.model[len("task:"):], {"input": inputs})
@@ -210,8 +270,11 @@ def build_routes(server: Server) -> list[Route]:
         resp = (await layer.worker.run(lambda: layer.backend.generate([hreq])))[0]
         latency_ms = (time.perf_counter() - t0) * 1000
         if resp.finish_reason == "error":
-            raise RequestError(502 if not layer.backend.in_process else 400,
-                               f"the model could not answer: {resp.error}")
+            log.warning("the %s model (%s) could not answer a chat request: %s", layer.name, layer.spec, resp.error)
+            if not layer.backend.in_process:
+                raise RequestError(502, f"the upstream server of the {layer.name} model could not answer; the "
+                                   "server's log has the details", code="upstream_error")
+            raise RequestError(400, f"the model could not answer: {public_message(server, str(resp.error))}")
         _log(server, LogRecord.new(
             task="chat", inputs={"messages": [m.as_dict() for m in hreq.messages]}, output=resp.text, answer=None,
             layer=layer.name, model=layer.model_id, model_sha256=layer.sha256, latency_ms=latency_ms,
@@ -235,7 +298,7 @@ def build_routes(server: Server) -> list[Route]:
             "status": "ok", "uptime_s": round(time.time() - server.started, 1),
             "models": {la.name: {"id": la.model_id, "sha256": la.sha256, "waiting": la.worker.waiting,
                                  "busy": la.worker.busy} for la in server.layers},
-            "tasks": sorted(server.tasks), "log": str(server.log.path), "auth": server.keys.required,
+            "tasks": sorted(server.tasks), "auth": server.keys.required,
         })
 
     async def metrics(request: HttpRequest) -> Response:
@@ -266,13 +329,36 @@ def app_for(server: Server, close_on_shutdown: bool = False) -> Starlette:
         assert isinstance(exc, HTTPException)
         return error_response(exc.status_code, exc.detail or "error")
 
-    async def crash(_: HttpRequest, exc: Exception) -> Response:
-        return error_response(500, f"internal error ({type(exc).__name__}): {exc}")
+    async def crash(request: HttpRequest, exc: Exception) -> Response:
+        ref = uuid.uuid4().hex[:12]
+        log.error("internal error %s on %s %s", ref, request.method, request.url.path, exc_info=exc)
+        return error_response(500, f"internal error (reference {ref}); the server's log has the details")
 
     app = Starlette(routes=build_routes(server), exception_handlers={HTTPException: http_error, Exception: crash},
-                    lifespan=lifespan)
+                    middleware=[Middleware(OriginCheck, server=server)], lifespan=lifespan)
     app.state.server = server
     return app
+
+
+class OriginCheck:
+    """Refuse (403) a request whose Host is not this server's address or whose Origin is not allowed, before any
+    route, auth, body or log sees it (see `honed.serve.origin`)."""
+
+    def __init__(self, app: ASGIApp, server: Server) -> None:
+        self.app = app
+        self.server = server
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            cfg = self.server.cfg
+            bound = scope.get("server")  # the socket's real port, also when --port 0 picked one
+            port = bound[1] if bound and bound[1] else cfg.port
+            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+            why = refusal(headers, cfg.host, port, cfg.allow_hosts, cfg.allow_origins)
+            if why is not None:
+                await error_response(403, why, code="origin_not_allowed")(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def build_app(config: ServeConfig) -> Starlette:

@@ -1,6 +1,8 @@
 """API keys and per-key rate limits.
 
 Keys are compared in constant time. Without keys (loopback only), the rate limit applies per client address.
+Failed key checks are limited per client address too: once an address has spent its budget on wrong keys, its
+requests get 429 before any key is compared, so keys cannot be guessed faster than the rate limit.
 The limiter is a token bucket: `rate_limit` requests per minute, bursts up to the same number; a refused
 request learns how many seconds until it would pass (the Retry-After header).
 """
@@ -56,6 +58,9 @@ class KeyCheck:
         return "key:" + hashlib.sha256(given).hexdigest()[:12]
 
 
+MAX_BUCKETS = 10_000
+
+
 @dataclass
 class _Bucket:
     tokens: float
@@ -71,8 +76,9 @@ class RateLimiter:
         self._buckets: dict[str, _Bucket] = {}
         self._lock = threading.Lock()
 
-    def acquire(self, identity: str) -> float:
-        """0.0 when the request may pass (and takes a token), else the seconds to wait before retrying."""
+    def acquire(self, identity: str, take: bool = True) -> float:
+        """0.0 when the request may pass (and takes a token unless `take` is False), else the seconds to wait
+        before retrying."""
         if self.per_minute <= 0:
             return 0.0
         rate = self.per_minute / 60.0
@@ -80,10 +86,17 @@ class RateLimiter:
         with self._lock:
             b = self._buckets.get(identity)
             if b is None:
+                if len(self._buckets) >= MAX_BUCKETS:
+                    self._forget_full(now, rate)
                 b = self._buckets[identity] = _Bucket(self.per_minute, now)
             b.tokens = min(self.per_minute, b.tokens + (now - b.stamp) * rate)
             b.stamp = now
             if b.tokens >= 1.0:
-                b.tokens -= 1.0
+                b.tokens -= take
                 return 0.0
             return max(1.0, math.ceil((1.0 - b.tokens) / rate))
+
+    def _forget_full(self, now: float, rate: float) -> None:
+        """Drop the buckets that have refilled: a new one would be the same (many addresses cost no memory)."""
+        self._buckets = {k: b for k, b in self._buckets.items()
+                         if b.tokens + (now - b.stamp) * rate < self.per_minute}
