@@ -113,16 +113,20 @@ class Store:
 
     # -- runs -------------------------------------------------------------------------------------------
     def new_run_dir(self, kind: str, label: str) -> tuple[str, Path]:
+        """A new, empty run folder `<stamp>-<kind>-<label>[-N]`, unique even among runs started the same second."""
         stamp = time.strftime("%Y%m%d-%H%M%S")
         safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in label)[:60]
         base = f"{stamp}-{kind}-{safe}"
-        run_id, n = base, 1
-        while (self.home / "runs" / run_id).exists():
-            n += 1
-            run_id = f"{base}-{n}"
-        path = self.home / "runs" / run_id
-        path.mkdir(parents=True)
-        return run_id, path
+        runs = self.home / "runs"
+        runs.mkdir(parents=True, exist_ok=True)
+        for n in range(1, 10_000):
+            run_id = base if n == 1 else f"{base}-{n}"
+            try:  # claim the name with an exclusive mkdir: a look-then-create races with runs started alongside
+                (runs / run_id).mkdir()
+            except FileExistsError:
+                continue
+            return run_id, runs / run_id
+        raise UserError(f"{runs}: 10000 runs named {base}[-N] already; remove old run folders")
 
     def record_run(self, run_id: str, kind: str, task: str, model: str, model_sha256: str | None, path: Path,
                    status: str, summary: dict[str, Any] | None = None) -> None:
