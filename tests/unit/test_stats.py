@@ -9,7 +9,15 @@ import numpy as np
 import pytest
 from scipy.stats import binomtest
 
-from honed.evaluate.stats import bootstrap_ci, holm, mcnemar_exact, paired_bootstrap, wilson_ci
+from honed.evaluate.stats import (
+    bootstrap_ci,
+    cluster_wilson_ci,
+    effective_n,
+    holm,
+    mcnemar_exact,
+    paired_bootstrap,
+    wilson_ci,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -150,3 +158,52 @@ def test_holm_caps_at_one_and_handles_edges() -> None:
     assert holm([0.5, 0.6]) == [1.0, 1.0]
     assert holm([]) == []
     assert holm([0.02]) == [0.02]
+
+
+# --- repeats as clusters ---
+
+def test_repeats_that_always_agree_are_worth_one_repeat() -> None:
+    items = [1.0] * 8 + [0.0] * 2  # 10 items, each right in all 5 repeats or in none
+    assert effective_n(items, 5) == 10.0
+    assert cluster_wilson_ci(items, 5) == pytest.approx(wilson_ci(8, 10), abs=1e-12)
+    assert cluster_wilson_ci(items, 5) == pytest.approx((0.4902, 0.9433), abs=1e-4)
+    assert wilson_ci(40, 50) == pytest.approx((0.6696, 0.8876), abs=1e-4)  # the trials count: too narrow
+    assert cluster_wilson_ci([1.0] * 10, 3) == wilson_ci(10, 10) == pytest.approx((0.7225, 1.0), abs=1e-4)
+    assert cluster_wilson_ci(items, 1) == pytest.approx(wilson_ci(8, 10), abs=1e-12)
+
+
+def test_repeats_that_vary_alike_in_every_item_count_as_trials() -> None:
+    items = [0.5] * 10  # every item right in 2 of its 4 repeats: no between-item variance
+    assert effective_n(items, 4) == 40.0
+    assert cluster_wilson_ci(items, 4) == pytest.approx(wilson_ci(20, 40), abs=1e-12)
+
+
+def test_effective_n_between_the_extremes_hand_computed() -> None:
+    items = [1.0, 1.0, 1.0, 0.0, 0.5, 0.5]  # 2 repeats: p = 2/3, s² = 5/36, n_eff = (2/9)·6/(5/36) = 9.6
+    assert effective_n(items, 2) == pytest.approx(9.6, abs=1e-12)
+    assert cluster_wilson_ci(items, 2) == pytest.approx((0.36256, 0.87551), abs=1e-4)
+    with pytest.raises(ValueError):
+        effective_n(items, 0)
+    assert cluster_wilson_ci([], 3) == (0.0, 1.0)
+
+
+def test_score_rate_ci_with_agreeing_repeats_equals_one_repeat(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from honed.evaluate.scoring import ItemRecord, score
+    from honed.task import load_task
+    from tests.conftest import CLASSIFY_TOML, write_task
+
+    task = load_task(write_task(tmp_path / "mini", CLASSIFY_TOML))
+    truth = ["billing", "shipping", "NONE", "billing", "shipping", "NONE", "billing", "shipping", "NONE", "billing"]
+    answers = ["billing", "shipping", "NONE", "billing", "shipping", "NONE", "billing", "billing", "billing", "NONE"]
+
+    def records(repeats: int) -> list[ItemRecord]:
+        return [ItemRecord(id=str(i), repeat=r, expected=t, answer=a, correct=t == a,
+                           cause=None if t == a else "wrong_answer", text=a, finish_reason="stop", latency_s=0.1,
+                           ttft_s=None, prompt_tokens=10, completion_tokens=1, cached=False)
+                for r in range(repeats) for i, (t, a) in enumerate(zip(truth, answers, strict=True))]
+
+    once = score(task, records(1), [[]] * 10, n_repeats=1, n_resamples=50)
+    thrice = score(task, records(3), [[]] * 10, n_repeats=3, n_resamples=50)
+    assert once["metrics"]["accuracy"] == thrice["metrics"]["accuracy"] == 0.7
+    assert once["ci"]["accuracy"] == pytest.approx(list(wilson_ci(7, 10)), abs=1e-12)
+    assert thrice["ci"]["accuracy"] == pytest.approx(once["ci"]["accuracy"], abs=1e-12)

@@ -120,9 +120,26 @@ def metric_on(task: Task, recs: Sequence[ItemRecord], keywords: Sequence[list[st
     return stat
 
 
+def item_rates(task: Task, recs: Sequence[ItemRecord], keywords: Sequence[list[str]],
+               n_repeats: int = 1) -> dict[str, list[float]]:
+    """Each rate metric per item, over that item's repeats (items where it is undefined left out): the
+    clusters of the rate's confidence interval."""
+    n_items = len(recs) // n_repeats
+    out: dict[str, list[float]] = {name: [] for name in RATE_METRICS}
+    for i in range(n_items):
+        report = _kind_report(task, [recs[r * n_items + i] for r in range(n_repeats)], [keywords[i]] * n_repeats)
+        for name in RATE_METRICS:
+            if isinstance(report.get(name), (int, float)):
+                out[name].append(float(report[name]))
+    return out
+
+
 def score(task: Task, recs: list[ItemRecord], keywords: list[list[str]], n_repeats: int = 1,
           n_resamples: int = 1000) -> dict[str, Any]:
-    """Metrics, CIs, failures and consistency for records ordered repeat-major (all items of repeat 0 first)."""
+    """Metrics, CIs, failures and consistency for records ordered repeat-major (all items of repeat 0 first).
+
+    An item's repeats are one cluster, never independent trials: rates get `stats.cluster_wilson_ci` on the
+    per-item rates, F1s a bootstrap that resamples items with all their repeats."""
     n_items = len(recs) // n_repeats
     kw_all = [keywords[i % n_items] for i in range(len(recs))]
     report = _kind_report(task, recs, kw_all)
@@ -130,10 +147,10 @@ def score(task: Task, recs: list[ItemRecord], keywords: list[list[str]], n_repea
     for key in ("accuracy", "macro_f1", "per_class", "confusion"):  # the same keys for every kind
         report.setdefault(key, None)
     ci: dict[str, list[float] | None] = {}
+    per_item = item_rates(task, recs, keywords, n_repeats)
     for name in RATE_METRICS:
-        value = report.get(name)
-        if isinstance(value, (int, float)):
-            ci[name] = list(stats.wilson_ci(round(value * len(recs)), len(recs)))
+        if isinstance(report.get(name), (int, float)) and per_item[name]:
+            ci[name] = list(stats.cluster_wilson_ci(per_item[name], n_repeats))
     for name in F1_METRICS:
         if isinstance(report.get(name), (int, float)):
             ci[name] = list(stats.bootstrap_ci(metric_on(task, recs, keywords, name, n_repeats), n_items,

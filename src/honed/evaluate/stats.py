@@ -23,6 +23,16 @@ def _z(confidence: float) -> float:
     return NormalDist().inv_cdf(0.5 + confidence / 2)
 
 
+def _wilson(p: float, n: float, z: float) -> tuple[float, float]:
+    denom = 1 + z * z / n
+    center = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    # At 0/n and n/n the bound is exactly 0 or 1; rounding would leave 1e-17 there.
+    lo = 0.0 if p == 0 else max(0.0, center - half)
+    hi = 1.0 if p == 1 else min(1.0, center + half)
+    return (lo, hi)
+
+
 def wilson_ci(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
     """Wilson score interval of a proportion; (0.0, 1.0) when there are no trials.
 
@@ -33,15 +43,47 @@ def wilson_ci(successes: int, n: int, confidence: float = 0.95) -> tuple[float, 
         return (0.0, 1.0)
     if not 0 <= successes <= n:
         raise ValueError(f"successes must be within 0..{n}, got {successes}")
-    z = _z(confidence)
-    p = successes / n
-    denom = 1 + z * z / n
-    center = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    # At 0/n and n/n the bound is exactly 0 or 1; rounding would leave 1e-17 there.
-    lo = 0.0 if successes == 0 else max(0.0, center - half)
-    hi = 1.0 if successes == n else min(1.0, center + half)
-    return (lo, hi)
+    return _wilson(successes / n, n, _z(confidence))
+
+
+def effective_n(item_means: Sequence[float], repeats: int) -> float:
+    """How many independent trials `repeats` correlated repeats of each item are worth (Kish's n / design effect).
+
+    A rate over items × repeats has the cluster-robust variance s²/n, s² the variance of the per-item means
+    (no n − 1: repeats that all agree then give exactly n trials, the same as one repeat). The trials that
+    variance is worth, p(1 − p)·n/s², lie between n (repeats that always agree: they add nothing) and
+    n·repeats (repeats as independent as new items). At a rate of 0 or 1 nothing tells the two apart: n.
+    """
+    n = len(item_means)
+    if repeats < 1:
+        raise ValueError(f"repeats must be at least 1, got {repeats}")
+    if n == 0 or repeats == 1:
+        return float(n)
+    y = np.asarray(item_means, dtype=float)
+    p = float(y.mean())
+    if p <= 0 or p >= 1:
+        return float(n)
+    s2 = float(np.mean((y - p) ** 2))
+    if s2 == 0:  # every item right in the same share of its repeats: no sign of clustering
+        return float(n * repeats)
+    return min(float(n * repeats), max(float(n), p * (1 - p) * n / s2))
+
+
+def cluster_wilson_ci(item_means: Sequence[float], repeats: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson interval of a rate measured `repeats` times per item, repeats treated as clusters, not trials.
+
+    `item_means` holds each item's mean over its repeats (its share of right answers). Counting items × repeats
+    as independent trials would narrow the interval by up to √repeats although a model that answers the same
+    every time learns nothing new from the repeat; the Wilson interval on `effective_n` trials does not.
+    With one repeat it is `wilson_ci` on the items.
+    """
+    n_eff = effective_n(item_means, repeats)
+    if n_eff == 0:
+        return (0.0, 1.0)
+    p = float(np.mean(np.asarray(item_means, dtype=float)))
+    if not 0 <= p <= 1:
+        raise ValueError(f"item means must lie within 0..1, got a mean of {p}")
+    return _wilson(p, n_eff, _z(confidence))
 
 
 def _resample(n_items: int, n_resamples: int, seed: int) -> np.ndarray:
