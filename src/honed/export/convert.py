@@ -12,6 +12,7 @@ that picked up another one is refused.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -25,6 +26,10 @@ from pathlib import Path
 from honed.errors import UserError
 
 LLAMA_CPP_PYTHON = "0.3.36"
+SDIST_SHA256 = "832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e"
+"""sha256 of llama_cpp_python-0.3.36.tar.gz: a version pin alone would take any file an index serves under it."""
+CONVERTER_SHA256 = "fdbb659d768c135b48dc0a35b7bf30e6ad39225e915f3aa00d1be19f7ba9c61b"
+"""`tree_sha256` of the converter kept in the cache (the sdist's converter, conversion/, gguf-py/, LICENSE)."""
 SCRIPT = "convert_hf_to_gguf.py"
 _KEEP = (SCRIPT, "conversion/", "gguf-py/", "LICENSE")
 _MARK = "HONED_GGUF_FROM="
@@ -42,6 +47,27 @@ def _complete(folder: Path) -> bool:
     return (folder / SCRIPT).is_file() and (folder / "gguf-py" / "gguf" / "__init__.py").is_file()
 
 
+def tree_sha256(folder: Path) -> str:
+    """One sha256 over every file under `folder` (path and content; Python's bytecode caches left out)."""
+    digest = hashlib.sha256()
+    for p in sorted(folder.rglob("*")):
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc":
+            digest.update(f"{p.relative_to(folder).as_posix()}\0{hashlib.sha256(p.read_bytes()).hexdigest()}\n"
+                          .encode())
+    return digest.hexdigest()
+
+
+def _check_cached(folder: Path) -> Path:
+    """The cached converter, refused when its files differ from the ones the pinned sdist carries: the
+    converter is code honed runs."""
+    got = tree_sha256(folder)
+    if got != CONVERTER_SHA256:
+        raise ConverterMissing(f"{folder}: the cached converter's files hash to {got[:12]}… but the llama-cpp-python"
+                               f"=={LLAMA_CPP_PYTHON} sdist's are pinned to {CONVERTER_SHA256[:12]}…; it was changed "
+                               "after fetching: delete the folder and run `python -m honed.export.convert fetch`")
+    return folder / SCRIPT
+
+
 def ensure_converter(*, fetch: bool = True) -> Path:
     """The path of `convert_hf_to_gguf.py` (with its gguf-py beside it): `$HONED_CONVERTER` (the script or its
     folder), else the cache, else fetched from PyPI's sdist into the cache."""
@@ -56,7 +82,7 @@ def ensure_converter(*, fetch: bool = True) -> Path:
         return folder / SCRIPT
     folder = cache_dir()
     if _complete(folder):
-        return folder / SCRIPT
+        return _check_cached(folder)
     if not fetch:
         raise ConverterMissing(f"llama.cpp's converter is not in {folder}: run `python -m honed.export.convert "
                                "fetch` (needs PyPI once), or set HONED_CONVERTER to a convert_hf_to_gguf.py")
@@ -83,6 +109,11 @@ def fetch_converter() -> Path:
                 f"llama.cpp's converter is not cached in {folder} and the llama-cpp-python=={LLAMA_CPP_PYTHON} "
                 f"sdist could not be downloaded ({why[0]}); offline, copy that sdist's vendor/llama.cpp "
                 f"({SCRIPT}, conversion/, gguf-py/) there, or set HONED_CONVERTER")
+        got = hashlib.sha256(sdists[0].read_bytes()).hexdigest()
+        if got != SDIST_SHA256:
+            raise ConverterMissing(f"{sdists[0].name}: sha256 {got[:12]}… but llama-cpp-python=={LLAMA_CPP_PYTHON} is "
+                                   f"pinned to {SDIST_SHA256[:12]}…; the index served another file under that "
+                                   "version: refusing to run its converter")
         stage = Path(tmp) / "converter"
         prefix = f"llama_cpp_python-{LLAMA_CPP_PYTHON}/vendor/llama.cpp/"
         with tarfile.open(sdists[0]) as tar:
