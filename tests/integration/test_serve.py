@@ -221,6 +221,26 @@ def test_bad_requests_are_4xx_and_the_server_stays_healthy(escalating: Served) -
     assert 'route="task",status="413"' in metrics and "honed_escalations_total" in metrics
 
 
+def test_a_web_page_cannot_drive_the_real_server(escalating: Served) -> None:
+    """The review's probe against a real `honed serve`: a page's text/plain POST, a rebinding page's Host."""
+    url, port = escalating.url, escalating.url.rsplit(":", 1)[1]
+    before = _newlines(escalating.log)
+    body = json.dumps({"input": {"text": "poison the log"}})
+    attack = httpx.post(f"{url}/v1/tasks/{TASK}", content=body, timeout=30, headers={
+        "content-type": "text/plain", "origin": "http://evil.example", "host": "attacker.example"})
+    assert attack.status_code == 403 and attack.json()["error"]["code"] == "origin_not_allowed"
+    assert httpx.get(f"{url}/health", headers={"host": f"evil.example:{port}"}, timeout=10).status_code == 403
+    plain = httpx.post(f"{url}/v1/tasks/{TASK}", content=body, headers={"content-type": "text/plain"}, timeout=30)
+    assert plain.status_code == 415
+    assert _newlines(escalating.log) == before  # nothing generated, nothing logged
+    health = httpx.get(f"{url}/health", headers={"host": f"localhost:{port}"}, timeout=10)
+    assert health.status_code == 200 and "log" not in health.json()
+    own = httpx.post(f"{url}/v1/tasks/{TASK}", json={"input": {"text": MESSAGES[0]}}, timeout=120,
+                     headers={"origin": f"http://localhost:{port}"})  # a page the server itself would serve
+    assert own.status_code == 200 and _newlines(escalating.log) == before + 1
+    assert escalating.log.stat().st_mode & 0o777 == 0o600
+
+
 def test_keys_are_required_when_configured(keyed: Served) -> None:
     anonymous = openai.OpenAI(base_url=f"{keyed.url}/v1", api_key="wrong", max_retries=0)
     with pytest.raises(openai.AuthenticationError, match="invalid API key"):
