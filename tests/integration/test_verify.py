@@ -221,6 +221,28 @@ def test_flipped_byte_in_gguf_fails_naming_the_file(pkg: Path, built: dict[str, 
     assert table.returncode == 1 and built["gguf"] in table.stdout and "FAIL" in table.stdout
 
 
+def test_flipped_byte_with_the_mtime_restored_fails(pkg: Path, built: dict[str, Any]) -> None:
+    """The sha256 cache is keyed on path, size, mtime and inode, all of which an in-place edit can keep."""
+    from honed.backends.models import file_sha256
+
+    gguf = pkg / built["gguf"]
+    exported = file_sha256(gguf)  # the cache now holds the exported file's hash under this key
+    st = gguf.stat()
+    with gguf.open("r+b") as fh:
+        fh.seek(st.st_size // 3)
+        byte = fh.read(1)
+        fh.seek(-1, 1)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+    os.utime(gguf, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert file_sha256(gguf) == exported  # control: the cache is fooled
+    proc = honed("verify", str(pkg), "--json")
+    assert proc.returncode == 1, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["status"] == "FAIL" and [(f["file"], f["issue"]) for f in doc["files"]] == [(built["gguf"], "changed")]
+    assert doc["anchors"] == [] and doc["problems"][-1] == f"anchors not run: {built['gguf']} failed its hash check " \
+        "(changed)"
+
+
 def test_edited_anchor_fails(pkg: Path) -> None:
     from honed.export.verify import verify
 

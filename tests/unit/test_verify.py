@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
+from honed.backends.models import file_sha256
 from honed.errors import UserError
-from honed.export.package import Acceptance, Anchor, Manifest, Rung, write_anchors, write_manifest
-from honed.export.verify import _file_problem, _same, verify
+from honed.export.package import (
+    Acceptance,
+    Anchor,
+    Manifest,
+    Rung,
+    load_package,
+    write_anchors,
+    write_manifest,
+)
+from honed.export.verify import PackageFileRefused, _same, package_gguf, verify, verify_package_file
 from tests.unit.test_export_docs import package_task
 
 pytestmark = pytest.mark.unit
@@ -62,12 +72,84 @@ def test_unknown_rung_and_missing_lock(tmp_path: Path) -> None:
     assert ("t-m-v1-Q8_0.gguf", "missing") in [(f.file, f.issue) for f in result.files]
 
 
-def test_problem_lines_and_answer_identity() -> None:
-    assert _file_problem("a/b.gguf: missing").issue == "missing"
-    assert _file_problem("x.txt: not in the manifest").issue == "unlisted"
-    changed = _file_problem("m.gguf: sha256 0123… but the manifest says 4567…")
-    assert (changed.file, changed.issue) == ("m.gguf", "changed")
+def test_answer_identity() -> None:
     assert _same({"a": 1, "b": [1, 2]}, {"b": [1, 2], "a": 1}, "")
     assert not _same({"a": 1}, {"a": 2}, "")
     assert _same(3, 3, "3") and not _same(3, "3", "3")
     assert _same(None, None, "garbage") and _same("raw words", None, " raw words\n")
+
+
+@pytest.fixture
+def models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private sha256 cache: the attack below poisons it."""
+    monkeypatch.setenv("HONED_MODELS", str(tmp_path / "models"))
+    return tmp_path / "models"
+
+
+def _edit_in_place_keeping_mtime(path: Path, offset: int) -> None:
+    st = path.stat()
+    with path.open("r+b") as fh:  # same inode, same size
+        fh.seek(offset)
+        byte = fh.read(1)
+        fh.seek(offset)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_in_place_edit_with_the_mtime_restored_fails(tmp_path: Path, models: Path) -> None:
+    root = tiny_package(tmp_path / "pkg")
+    gguf = root / "t-m-v1-Q8_0.gguf"
+    exported = file_sha256(gguf)  # cached by write_manifest already
+    _edit_in_place_keeping_mtime(gguf, 20)
+    assert file_sha256(gguf) == exported  # control: the cache is fooled, so verify must not ask it
+    result = verify(root)
+    assert [(f.file, f.issue) for f in result.files] == [("t-m-v1-Q8_0.gguf", "changed")]
+    assert not result.passed and result.anchors == []
+    assert result.problems[-1] == "anchors not run: t-m-v1-Q8_0.gguf failed its hash check (changed)"
+    with pytest.raises(PackageFileRefused, match=r"t-m-v1-Q8_0.gguf: sha256 .* but the package manifest says "):
+        package_gguf(load_package(root))
+    assert file_sha256(gguf) != exported  # the fresh hash replaced the stale cache entry
+
+
+def _rewrite_manifest(root: Path, file: str, extra: dict[str, str] | None = None) -> None:
+    doc = json.loads((root / "manifest.json").read_text())
+    doc["rungs"][0]["file"] = file
+    doc["files"].update(extra or {})
+    (root / "manifest.json").write_text(json.dumps(doc))
+
+
+def test_rung_outside_the_package_or_unlisted_is_refused(tmp_path: Path, models: Path) -> None:
+    root = tiny_package(tmp_path / "pkg")
+    outside = tmp_path / "x.gguf"
+    outside.write_bytes((root / "t-m-v1-Q8_0.gguf").read_bytes())
+    sha = file_sha256(outside)
+    where = f"{root / 'manifest.json'}"
+    cases = {
+        str(outside): ({str(outside): sha}, (f"{where}: {str(outside)!r} is an absolute path; expected a path relative "
+                                            "to the package folder")),
+        "../x.gguf": ({"../x.gguf": sha}, (f"{where}: '../x.gguf' leads out of the package; expected a file inside "
+                                          "the package folder")),
+        "t-m-v1-Q4_0.gguf": ({}, (f"{where}: 't-m-v1-Q4_0.gguf' is not listed in the manifest's `files`, so no hash "
+                                 "vouches for it; expected a file the export wrote")),
+        "link.gguf": ({"link.gguf": sha}, (f"{where}: 'link.gguf' is a link leading out of the package; expected a "
+                                          "file inside it")),
+    }
+    (root / "t-m-v1-Q4_0.gguf").write_bytes(b"GGUF")
+    (root / "link.gguf").symlink_to(outside)
+    for file, (extra, message) in cases.items():
+        _rewrite_manifest(root, file, extra)
+        result = verify(root)
+        assert (result.passed, result.anchors, result.problems) == (False, [], [message]), file
+        with pytest.raises(PackageFileRefused) as err:
+            package_gguf(load_package(root))
+        assert str(err.value) == message
+
+
+def test_verify_package_file_returns_the_checked_path(tmp_path: Path, models: Path) -> None:
+    root = tiny_package(tmp_path / "pkg")
+    pkg = load_package(root)
+    assert package_gguf(pkg) == root / "t-m-v1-Q8_0.gguf"
+    assert verify_package_file(pkg, "anchors.jsonl", fresh=False) == root / "anchors.jsonl"
+    (root / "anchors.jsonl").unlink()
+    with pytest.raises(PackageFileRefused, match=r"anchors.jsonl is missing from the package; run `honed verify"):
+        verify_package_file(pkg, "anchors.jsonl")

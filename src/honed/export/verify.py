@@ -1,8 +1,10 @@
 """`verify(package)`: is this delivery package still what `honed export` wrote, and does it still answer the same?
 
 Three checks, in this order:
-1. every file's sha256 against manifest.json (changed, missing, unlisted files): first, and on its own, so a
-   tampered GGUF is reported as tampered even when llama.cpp could not load it (a tampered GGUF is never loaded);
+1. every file's sha256 against manifest.json (changed, missing, unlisted files), re-hashed from the bytes (never
+   the sha256 cache): first, and on its own, so a tampered GGUF is reported as tampered even when llama.cpp could
+   not load it (a tampered GGUF is never loaded); a rung whose path is absolute, leads out of the package or is
+   not listed in `files` is refused, never loaded;
 2. the task's locked test set (`task/data/test.lock.json`) and the test-set hash in manifest.json `hashes`;
 3. the anchor items re-run through a rung (the recommended one by default) with the package's own task prompt
    builder and decoding settings (greedy unless the task says otherwise), each answer compared with the answer
@@ -17,11 +19,12 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
-from honed.errors import HonedError
-from honed.export.package import TASK_DIR, Package, check_hashes, load_package
+from honed.backends.models import file_sha256
+from honed.errors import HonedError, UserError
+from honed.export.package import MANIFEST, TASK_DIR, Package, load_package
 from honed.store import canonical_json
 
 TEST_HASH_KEYS = ("test", "test_items_sha256", "test_file_sha256", "test_sha256")
@@ -76,10 +79,73 @@ class VerifyResult:
         return doc
 
 
-def _file_problem(line: str) -> FileProblem:
-    rel, _, detail = line.partition(": ")
-    issue = "missing" if detail == "missing" else "unlisted" if detail == "not in the manifest" else "changed"
-    return FileProblem(rel, issue, detail)
+class PackageFileRefused(UserError):
+    """A package file that must not be used: outside the package, not in the manifest, or changed since export."""
+
+
+def file_problems(pkg: Package) -> list[FileProblem]:
+    """Every difference between the files on disk and manifest.json `files`, each file re-hashed from its bytes
+    (never from the sha256 cache, which a file edited in place with its mtime restored would fool)."""
+    root = pkg.root
+    on_disk = {p.relative_to(root).as_posix(): p for p in sorted(root.rglob("*"))
+               if p.is_file() and p != root / MANIFEST}
+    problems = []
+    for rel, want in pkg.manifest.files.items():
+        if rel not in on_disk:  # a "../x" or absolute key is never on disk: missing, so never trusted
+            problems.append(FileProblem(rel, "missing", "missing"))
+            continue
+        got = file_sha256(on_disk[rel], cache=False)
+        if got != want:
+            problems.append(FileProblem(rel, "changed", f"sha256 {got[:12]}… but the manifest says {want[:12]}…"))
+    problems += [FileProblem(rel, "unlisted", "not in the manifest") for rel in on_disk
+                 if rel not in pkg.manifest.files]
+    return problems
+
+
+def rung_file(pkg: Package, quant: str | None = None) -> str:
+    """The manifest's `file` of a rung (default: the recommended one), as written there."""
+    want = (quant or pkg.manifest.recommended).upper()
+    for rung in pkg.manifest.rungs:
+        if rung.quant.upper() == want:
+            return rung.file
+    have = ", ".join(r.quant for r in pkg.manifest.rungs)
+    raise UserError(f"{pkg.root}: no {want} rung in this package (it has {have})")
+
+
+def _inside(pkg: Package, rel: str) -> Path:
+    """The path of a file the manifest names, refused (fail closed) unless it is a plain relative path that stays
+    in the package and is listed in `files`, so that a hash vouches for it."""
+    where = f"{pkg.root / MANIFEST}: {rel!r}"
+    if not rel or PurePosixPath(rel).is_absolute() or PureWindowsPath(rel).is_absolute() or PureWindowsPath(rel).drive:
+        raise PackageFileRefused(f"{where} is an absolute path; expected a path relative to the package folder")
+    if ".." in PurePosixPath(rel.replace("\\", "/")).parts:
+        raise PackageFileRefused(f"{where} leads out of the package; expected a file inside the package folder")
+    if rel not in pkg.manifest.files:
+        raise PackageFileRefused(f"{where} is not listed in the manifest's `files`, so no hash vouches for it; "
+                                 "expected a file the export wrote")
+    path = pkg.root / rel
+    if not path.resolve().is_relative_to(pkg.root.resolve()):
+        raise PackageFileRefused(f"{where} is a link leading out of the package; expected a file inside it")
+    return path
+
+
+def verify_package_file(pkg: Package, rel: str, *, fresh: bool = True) -> Path:
+    """The path of package file `rel` (as manifest.json names it, e.g. a rung's `file`), after checking that it
+    stays inside the package, is listed in `files`, and hashes to what is listed there: re-hashed from its bytes
+    when `fresh` (the default), else through the sha256 cache. Raises PackageFileRefused (a UserError)."""
+    path = _inside(pkg, rel)
+    if not path.is_file():
+        raise PackageFileRefused(f"{pkg.root}: {rel} is missing from the package; run `honed verify {pkg.root}`")
+    got, want = file_sha256(path, cache=not fresh), pkg.manifest.files[rel]
+    if got != want:
+        raise PackageFileRefused(f"{path}: sha256 {got[:12]}… but the package manifest says {want[:12]}…; the file "
+                                 f"changed since export. Run `honed verify {pkg.root}`")
+    return path
+
+
+def package_gguf(pkg: Package, quant: str | None = None, *, fresh: bool = True) -> Path:
+    """The GGUF of a rung (default: the recommended one), checked by `verify_package_file`: the one to load."""
+    return verify_package_file(pkg, rung_file(pkg, quant), fresh=fresh)
 
 
 def _same(recorded: Any, answer: Any, text: str) -> bool:
@@ -110,14 +176,13 @@ def _check_task(pkg: Package, result: VerifyResult) -> Any:
         result.problems.append(f"{TASK_DIR}/: the test set has neither a lock file nor a hash in manifest.json "
                                "`hashes`, so its content cannot be re-checked")
     test_file = task.split_path("test")
-    from honed.backends.models import file_sha256
-
-    now = {items_hash(items), file_sha256(test_file)}
+    file_sha = file_sha256(test_file, cache=False)
+    now = {items_hash(items), file_sha}
     for key in TEST_HASH_KEYS:
         want = pkg.manifest.hashes.get(key)
         if want and want not in now:
             result.problems.append(f"manifest.json hashes.{key} = {want[:12]}… but the package's test set hashes "
-                                   f"to {items_hash(items)[:12]}… (items) / {file_sha256(test_file)[:12]}… (file)")
+                                   f"to {items_hash(items)[:12]}… (items) / {file_sha[:12]}… (file)")
     return task
 
 
@@ -160,13 +225,13 @@ def verify(package: Path, *, backend: str = "llamacpp", quant: str | None = None
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     pkg = load_package(Path(package))  # UserError when it is not a package
     result = VerifyResult(str(pkg.root), None, None)
-    result.files = [_file_problem(p) for p in check_hashes(pkg)]
+    result.files = file_problems(pkg)
     try:
-        gguf = pkg.gguf(quant)
-    except HonedError as exc:
+        rel = rung_file(pkg, quant)
+        gguf = _inside(pkg, rel)
+    except UserError as exc:
         result.problems.append(str(exc))
         return result
-    rel = gguf.relative_to(pkg.root).as_posix()
     result.quant = (quant or pkg.manifest.recommended).upper()
     result.gguf = rel
     task = _check_task(pkg, result)
@@ -175,9 +240,6 @@ def verify(package: Path, *, backend: str = "llamacpp", quant: str | None = None
     bad = [f for f in result.files if f.file == rel and f.issue in ("changed", "missing")]
     if bad:  # never load a tampered model: its answers would prove nothing, and it may crash llama.cpp
         result.problems.append(f"anchors not run: {rel} failed its hash check ({bad[0].issue})")
-        return result
-    if rel not in pkg.manifest.files:
-        result.problems.append(f"anchors not run: {rel} is not in the manifest, so it is not the exported file")
         return result
     _run_anchors(pkg, task, gguf, backend, result)
     return result
