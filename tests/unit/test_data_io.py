@@ -125,5 +125,6 @@ def test_structured_fields_from_csv(tmp_path: Path) -> None:
         'sentence,expected\nRedis runs on k3s.,"{""entities"": [], ""relationships"": []}"\n'
         "Bad one,{not json}\n"
     )
-    with pytest.raises(DataError, match=r"s.csv:3: field 'expected' must be a JSON object"):
+    with pytest.raises(DataError, match=r"s.csv:3: field 'expected': not valid JSON \(Expecting property name "
+                                        r"enclosed in double quotes at column 2\); expected a JSON object like"):
         import_items(extract, src)

@@ -7,7 +7,6 @@ reported together (up to `MAX_ERRORS`), so one pass fixes them.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 from collections.abc import Iterator, Sequence
@@ -17,8 +16,9 @@ from typing import Any
 import jinja2
 from jinja2 import meta
 
+from honed.data.reader import read_csv, read_jsonl
 from honed.errors import DataError
-from honed.jsonl import json_object
+from honed.jsonl import json_value
 from honed.task.data import Item, _check_expected
 from honed.task.spec import Task
 
@@ -75,27 +75,9 @@ def read_rows(path: Path, fmt: str | None = None) -> Iterator[tuple[int, dict[st
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     kind = _format(path, fmt)
-    with path.open(encoding="utf-8-sig", newline="") as fh:
-        if kind == "jsonl":
-            for lineno, raw in enumerate(fh, 1):
-                if not raw.strip():
-                    continue
-                yield lineno, json_object(raw, f"{path}:{lineno}")
-            return
-        reader = csv.reader(fh, delimiter="\t" if kind == "tsv" else ",")
-        header = next(reader, None)
-        if not header:
-            raise DataError(f"{path}: empty file (a CSV needs a header row naming the columns)")
-        header = [h.strip() for h in header]
-        for row in reader:
-            if not any(cell.strip() for cell in row):
-                continue
-            if len(row) != len(header):
-                raise DataError(
-                    f"{path}:{reader.line_num}: {len(row)} columns, but the header has {len(header)} "
-                    f"({', '.join(header)}); quote cells that contain the delimiter"
-                )
-            yield reader.line_num, dict(zip(header, row, strict=True))
+    if kind == "jsonl":
+        return read_jsonl(path)
+    return read_csv(path, delimiter="\t" if kind == "tsv" else ",")
 
 
 def parse_mapping(specs: Sequence[str], what: str = "--map") -> dict[str, str]:
@@ -113,12 +95,9 @@ def _structured(value: Any, where: str, field: str, want: type, example: str) ->
     """A list or object field: JSONL gives it as is; a CSV cell must hold its JSON text."""
     name = {list: "JSON array", dict: "JSON object"}[want]
     if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError:
-            raise DataError(
-                f"{where}: field {field!r} must be a {name} like {example}, got {value[:60]!r}"
-            ) from None
+        if not value.lstrip().startswith(("[", "{")):
+            raise DataError(f"{where}: field {field!r} must be a {name} like {example}, got {value[:60]!r}")
+        value = json_value(value, f"{where}: field {field!r}", f"expected a {name} like {example}")
     if not isinstance(value, want):
         raise DataError(f"{where}: field {field!r} must be a {name}, got {type(value).__name__}")
     return value
@@ -162,7 +141,8 @@ def _row_to_item(
     expected = get(task.spec.data.expected_field, required=task.kind != "generate")
     if task.kind == "classify" and isinstance(expected, str):
         expected = label_map.get(expected.strip(), expected.strip())
-    elif task.kind == "pick" and isinstance(expected, str) and expected.strip().isdigit():
+    elif task.kind == "pick" and isinstance(expected, str) and expected.strip().isascii() \
+            and expected.strip().isdigit() and len(expected.strip()) < 10:  # longer: no candidate list is that long
         expected = int(expected)
     elif task.kind == "extract":
         expected = _structured(expected, where, task.spec.data.expected_field, dict, '{"name": "…"}')
