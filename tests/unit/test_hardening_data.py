@@ -112,3 +112,12 @@ def test_cli_prints_one_line_and_exits_2(tmp_path: Path) -> None:
         src.write_bytes(content)
         r = _honed("import", str(folder), str(src), home=tmp_path / "home")
         assert (r.returncode, r.stdout, r.stderr) == (2, "", f"error: {src}:{line}: {message}\n"), case
+
+
+def test_cli_reading_task_items_prints_one_line_and_exits_2(tmp_path: Path) -> None:
+    folder = write_task(tmp_path / "mini", CLASSIFY_TOML)
+    _, content, line, message = HOSTILE["huge-int"]
+    (folder / "test.jsonl").write_bytes(content)
+    for command in ("stats", "check"):
+        r = _honed(command, str(folder), home=tmp_path / "home")
+        assert (r.returncode, r.stderr) == (2, f"error: {folder / 'test.jsonl'}:{line}: {message}\n"), command
