@@ -42,6 +42,8 @@ def eval_command(
     limit: Annotated[Optional[int], typer.Option(min=1, help="Only the first N items.")] = None,
     base_url: Annotated[Optional[str], typer.Option(help="Server URL for openai/ollama backends.")] = None,
     adapter: Annotated[Optional[Path], typer.Option(help="PEFT adapter folder (transformers backend).")] = None,
+    prompt: Annotated[str, typer.Option(help="Prompt template: base (the task's `template`) or tuned (its "
+                                        "`tuned_template`, for a model fine-tuned on it).")] = "base",
 ) -> None:
     """Evaluate a model on a task split: metrics with 95% CIs, latency, failures by cause. Resumable."""
     from honed.backends import open_backend
@@ -50,7 +52,7 @@ def eval_command(
     from honed.store import write_json_atomic
     from honed.task.spec import load_task
 
-    t = load_task(task)
+    t = load_task(task, prompt=prompt)
     options: dict[str, object] = {}
     if base_url:
         options["base_url"] = base_url

@@ -48,7 +48,8 @@ def input_fields(task: Task) -> list[str]:
     """The item fields the task's prompt needs: its templates' free variables, plus the pick candidates."""
     env = jinja2.Environment()
     names: set[str] = set()
-    for src in (task.spec.prompt.template, task.spec.prompt.system):
+    p = task.spec.prompt
+    for src in (p.template, p.system, p.tuned_template, p.tuned_system):
         if src:
             names |= meta.find_undeclared_variables(env.parse(src))
     names -= _CONTEXT_NAMES

@@ -65,6 +65,9 @@ def _eval_args(task: Task, arm: ArmSpec, split: str, repeats: int, limit: int | 
         args.append("--constrained" if arm.constrained else "--free")
     if arm.think is not None:
         args.append("--think" if arm.think else "--no-think")
+    prompt = arm.prompt or task.prompt
+    if prompt != "base":
+        args += ["--prompt", prompt]
     return args
 
 

@@ -47,7 +47,9 @@ def _compile(source: str) -> jinja2.Template:
 
 def check_template(task: Task) -> None:
     """Compile the task's templates now, so a syntax error is reported at load time with its line."""
-    for key, src in (("prompt.template", task.spec.prompt.template), ("prompt.system", task.spec.prompt.system)):
+    p = task.spec.prompt
+    for key, src in (("prompt.template", p.template), ("prompt.system", p.system),
+                     ("prompt.tuned_template", p.tuned_template), ("prompt.tuned_system", p.tuned_system)):
         if src is None:
             continue
         try:
@@ -76,13 +78,14 @@ def template_context(task: Task, inputs: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_messages(task: Task, inputs: dict[str, Any]) -> tuple[Message, ...]:
-    """Render the task prompt for one item's input fields into chat messages."""
+    """Render the task prompt for one item's input fields into chat messages (with the template of
+    `task.prompt`: the base template, or the tuned model's short one)."""
     ctx = template_context(task, inputs)
     messages = []
     try:
-        if task.spec.prompt.system:
-            messages.append(Message("system", _compile(task.spec.prompt.system).render(ctx).strip()))
-        messages.append(Message("user", _compile(task.spec.prompt.template).render(ctx).strip()))
+        if task.prompt_system:
+            messages.append(Message("system", _compile(task.prompt_system).render(ctx).strip()))
+        messages.append(Message("user", _compile(task.prompt_template).render(ctx).strip()))
     except jinja2.UndefinedError as exc:
         raise DataError(
             f"{task.source}: prompt template uses a variable the item does not have ({exc.message}); "

@@ -43,6 +43,14 @@ class PromptSpec(_Strict):
     template: str
     """Jinja2 template of the user message. Variables: the item's fields, `task`; classify: `labels`, `none_label`,
     `descriptions`; pick: `candidates`, `numbered_candidates`, `none_label`; extract: `schema` (JSON text)."""
+    tuned_template: str | None = None
+    """Optional short template the *tuned* model is trained and served with (e.g. only the input, without the
+    label list and descriptions a prompted model needs): the answer is learned, so the instructions need not be
+    re-read at every step. `honed tune` uses it when set (recorded in the run's manifest as `prompt = "tuned"`);
+    gate, export, serve and monitor then build the tuned model's prompts with it, and the base model's with
+    `template`. Same variables as `template`."""
+    tuned_system: str | None = None
+    """System message that goes with `tuned_template` (unset: `system`)."""
 
 
 class ClassifySpec(_Strict):
@@ -141,6 +149,10 @@ class GenerationSpec(_Strict):
 class AcceptanceSpec(_Strict):
     primary_metric: str | None = None
     """Metric the gate compares. Default by kind: macro_f1 (classify, pick), field_f1 (extract), format_pass_rate."""
+    min_value: float | None = Field(default=None, ge=0.0)
+    """The absolute score of the primary metric the task needs to be worth shipping (e.g. 0.80). The gate checks
+    it beside the relative gain over the base; export, usage.md and monitor hold the shipped model to it. Unset:
+    only the relative gain is checked, and the gate and the package say so plainly."""
     min_relative_improvement: float = 0.10
     """The fine-tune must beat its base by this fraction of the base's score (seed 004's 10%)."""
     max_p95_latency_ms: float | None = None
@@ -178,6 +190,9 @@ class ArmSpec(_Strict):
     """Thinking on/off for models that have it."""
     max_tokens: int | None = Field(default=None, gt=0)
     """Generation budget override."""
+    prompt: Literal["base", "tuned"] | None = None
+    """Which template builds the prompts: "base" (`[prompt] template`) or "tuned" (`tuned_template`, for a model
+    fine-tuned on it). Default: the task's template in use."""
 
     def display(self) -> str:
         if self.label:
@@ -230,16 +245,53 @@ class TaskSpec(_Strict):
         return self
 
 
-class Task:
-    """A loaded task: the validated spec plus where it lives."""
+PromptVariant = Literal["base", "tuned"]
+PROMPT_VARIANTS: tuple[str, ...] = ("base", "tuned")
 
-    def __init__(self, spec: TaskSpec, root: Path, source: Path | None = None) -> None:
+
+class Task:
+    """A loaded task: the validated spec plus where it lives, and which of its prompt templates is in use
+    (`prompt`: "base" renders `[prompt] template`, "tuned" renders `tuned_template` — see `with_prompt`)."""
+
+    def __init__(self, spec: TaskSpec, root: Path, source: Path | None = None, prompt: PromptVariant = "base"
+                 ) -> None:
         self.spec = spec
         self.root = root
         self.source = source
+        self.prompt: PromptVariant = prompt
         self.schema: dict[str, Any] | None = None
         if spec.extract is not None:
             self.schema = spec.extract.json_schema or _load_schema(root, spec.extract.schema_file or "", source)
+
+    @property
+    def has_tuned_prompt(self) -> bool:
+        return self.spec.prompt.tuned_template is not None
+
+    def with_prompt(self, variant: str) -> Task:
+        """The same task building its prompts with another template ("base" or "tuned")."""
+        if variant not in PROMPT_VARIANTS:
+            raise TaskError(f"unknown prompt {variant!r}: expected one of {', '.join(PROMPT_VARIANTS)}")
+        if variant == "tuned" and not self.has_tuned_prompt:
+            raise TaskError(f"{self.source or self.root}: prompt \"tuned\" asked for, but [prompt] has no "
+                            "tuned_template")
+        if variant == self.prompt:
+            return self
+        task = Task(self.spec, self.root, self.source, variant)  # type: ignore[arg-type]
+        task.schema = self.schema
+        return task
+
+    @property
+    def prompt_template(self) -> str:
+        """The Jinja2 user-message template of the prompt in use."""
+        p = self.spec.prompt
+        return p.tuned_template if self.prompt == "tuned" and p.tuned_template is not None else p.template
+
+    @property
+    def prompt_system(self) -> str | None:
+        p = self.spec.prompt
+        if self.prompt == "tuned" and p.tuned_system is not None:
+            return p.tuned_system
+        return p.system
 
     @property
     def name(self) -> str:
@@ -305,8 +357,8 @@ def format_validation_errors(source: Path | str, exc: ValidationError, what: str
     return f"{source}: {what} ({len(parts)} error{'s' * (len(parts) > 1)}): " + "; ".join(parts)
 
 
-def load_task(path: str | Path) -> Task:
-    """Load a task from a `honed.toml` file or the folder holding one."""
+def load_task(path: str | Path, prompt: str = "base") -> Task:
+    """Load a task from a `honed.toml` file or the folder holding one; `prompt`: which template builds prompts."""
     p = Path(path)
     source = p / "honed.toml" if p.is_dir() else p
     if not source.exists():
@@ -316,6 +368,9 @@ def load_task(path: str | Path) -> Task:
         raw = tomllib.loads(source.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise TaskError(f"{source}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise TaskError(f"{source}: not UTF-8 text (byte {exc.start}: {exc.reason}); save honed.toml as UTF-8"
+                        ) from None
     try:
         spec = TaskSpec.model_validate(raw)
     except ValidationError as exc:
@@ -329,4 +384,4 @@ def load_task(path: str | Path) -> Task:
     from honed.task.prompt import check_template
 
     check_template(task)
-    return task
+    return task.with_prompt(prompt)
