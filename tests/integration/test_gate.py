@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 CONTRACT_KEYS = {"status", "created", "run_id", "task", "task_dir", "primary_metric", "split", "n_items", "base",
                  "tuned", "relative_improvement", "relative_improvement_ci", "difference", "difference_ci",
                  "p_value", "min_relative_improvement", "threshold", "checks", "vs_arm"}
-CHECKS = ["improvement", "forgetting", "collapse", "latency"]
+CHECKS = ["improvement", "forgetting", "collapse", "latency", "min_value"]
 
 
 def honed(*args: str, home: Path, timeout: float = 900) -> subprocess.CompletedProcess[str]:

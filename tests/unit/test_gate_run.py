@@ -181,7 +181,7 @@ def _planted_run(tmp_path: Path, task: Task, base_answer, tuned_answer, nll: tup
 
 CONTRACT = {"status", "created", "run_id", "task", "task_dir", "primary_metric", "split", "n_items", "base", "tuned",
             "relative_improvement", "relative_improvement_ci", "difference", "difference_ci", "p_value",
-            "min_relative_improvement", "threshold", "checks", "vs_arm"}
+            "min_relative_improvement", "threshold", "min_value", "prompt", "checks", "vs_arm"}
 
 
 def test_gate_end_to_end_pass_writes_the_contract(tmp_path: Path, task: Task) -> None:
@@ -192,7 +192,9 @@ def test_gate_end_to_end_pass_writes_the_contract(tmp_path: Path, task: Task) ->
     doc = json.loads((run / "gate.json").read_text())
     assert doc == json.loads(json.dumps(result.doc)) and set(doc) == CONTRACT
     assert result.passed and doc["status"] == "PASS" and [c["name"] for c in doc["checks"]] == [
-        "improvement", "forgetting", "collapse", "latency"]
+        "improvement", "forgetting", "collapse", "latency", "min_value"]
+    assert doc["min_value"] is None and "states no absolute bar" in doc["checks"][4]["detail"]
+    assert doc["prompt"] == {"base": "base", "tuned": "base"}
     # base answers NONE to all 12 (4 right): F1 of NONE = 2·(1/3)·1/(1/3 + 1) = 0.5, the others 0 → 1/6
     assert doc["base"]["value"] == pytest.approx(1 / 6) and doc["tuned"]["value"] == 1.0
     assert doc["relative_improvement"] == pytest.approx(5.0) and doc["threshold"] == pytest.approx(1 / 6 * 1.1)
@@ -215,6 +217,24 @@ def test_gate_fails_collapse_forgetting_and_latency(tmp_path: Path) -> None:
     collapse = doc["checks"][2]
     assert collapse["top_answer"] == "billing" and collapse["top_share"] == pytest.approx(11 / 12)
     assert doc["checks"][1]["relative_change"] == pytest.approx(0.25)
+
+
+def test_gate_holds_the_tuned_model_to_the_tasks_own_bar(tmp_path: Path) -> None:
+    from honed.gate import gate
+
+    task = load_task(write_task(tmp_path / "t", CLASSIFY_TOML + "[acceptance]\nmin_value = 0.8\n", {"test": ROWS}))
+    # tuned right on 8 of 12 (the 4 billing items answered NONE): a big gain over a NONE-only base, but below
+    # the task's 0.8 — macro-F1: billing 0, shipping 1, NONE 2·(1/2)·1/(1/2 + 1) = 2/3 → (0 + 1 + 2/3) / 3 = 5/9
+    run = _planted_run(tmp_path, task, lambda r: "NONE",
+                       lambda r: "NONE" if r["expected"] == "billing" else r["expected"])
+    doc = gate(run).doc
+    failed = [c["name"] for c in doc["checks"] if not c["passed"]]
+    assert doc["tuned"]["value"] == pytest.approx(5 / 9) and doc["status"] == "FAIL" and failed == ["min_value"]
+    bar = doc["checks"][4]
+    assert bar["min_value"] == 0.8 and "not good enough to ship" in bar["detail"]
+    assert doc["threshold"] == 0.8 and doc["min_value"] == 0.8  # the package's acceptance minimum is the bar
+    ok = _planted_run(tmp_path / "ok", task, lambda r: "NONE", lambda r: r["expected"])
+    assert gate(ok).passed
 
 
 def test_gate_refuses_a_changed_base_and_an_undefined_metric(tmp_path: Path) -> None:

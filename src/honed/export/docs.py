@@ -45,7 +45,7 @@ def render_benchmarks(pkg_root: Path, manifest: Manifest, gate: dict[str, Any], 
     """benchmarks.md: base vs tuned with CIs, the quant ladder and its recommendation, the confusion matrix (or
     what stands in for it), five before/after examples, and the failures the tuned model still makes."""
     _check_gate(gate)
-    task = load_task(Path(pkg_root) / TASK_DIR)
+    task = load_task(Path(pkg_root) / TASK_DIR, prompt=manifest.prompt)
     items = {i.id: i for i in load_items(task, "test")}
     base, tuned = dr.read_run(gate["base"]["eval_run_dir"]), dr.read_run(gate["tuned"]["eval_run_dir"])
     metric = gate["primary_metric"]
@@ -94,8 +94,10 @@ def _gate_section(gate: dict[str, Any], manifest: Manifest, base: dr.EvalRun, tu
            f"{fmt_ci(gate.get('difference_ci'))}, p = {fmt(gate.get('p_value'), 4)}",
            f"- relative improvement: {fmt(gate.get('relative_improvement'))}, 95% CI "
            f"{fmt_ci(gate.get('relative_improvement_ci'))} (required: {fmt(gate.get('min_relative_improvement'))})",
-           f"- threshold: {metric} ≥ {fmt(gate.get('threshold'))} (base × (1 + "
-           f"{fmt(gate.get('min_relative_improvement'))})); it is the package's acceptance minimum",
+           f"- threshold: {metric} ≥ {fmt(gate.get('threshold'))} (the higher of base × (1 + "
+           f"{fmt(gate.get('min_relative_improvement'))}) and the task's own bar `[acceptance] min_value` = "
+           f"{fmt(gate.get('min_value')) if gate.get('min_value') is not None else 'not set'}); it is the "
+           "package's acceptance minimum",
            "", f"Source: gate.json. Backends (the eval runs' result.json): base `{base.backend}`, tuned "
            f"`{tuned.backend}`" + (", so the pair differs only by the adapter" if base.backend == tuned.backend
                                    else "") + "; serving latencies are the ladder's.", ""]
@@ -267,7 +269,15 @@ def _does_section(task: Task, manifest: Manifest) -> list[str]:
         out += [f"- `{r.name}`: `{r.pattern}`" + ("" if r.must_match else " must NOT match")
                 for r in task.spec.generate.rules]
     out += ["", f"Acceptance: `{acc.primary_metric}` ≥ {fmt(acc.min_value)} on the locked test set (the gate's "
-            "threshold, manifest.json `acceptance`); `honed monitor` re-checks it on anchor items.", ""]
+            "threshold, manifest.json `acceptance`); `honed monitor` re-checks it on anchor items."]
+    if task.spec.acceptance.min_value is None:
+        out += ["", "The task states no absolute bar (`[acceptance] min_value` in honed.toml): this minimum is only "
+                "the base model's score plus the required relative gain, and says nothing about whether the model "
+                "is good enough for your use."]
+    else:
+        out += ["", f"The task's own bar is `{acc.primary_metric}` ≥ {fmt(task.spec.acceptance.min_value)} "
+                "(`[acceptance] min_value`): the gate checked it."]
+    out += [""]
     out += ["## What it does not do", ""]
     if task.kind == "classify":
         none = task.none_label
@@ -291,10 +301,13 @@ def _prompt_section(task: Task, tpl: Any, manifest: Manifest) -> list[str]:
            "Every request is built by honed's one prompt builder (`honed.task.prompt.build_messages`) from "
            "`task/honed.toml`: the same text the model was trained, evaluated and is served on. Send the messages "
            "exactly; a reworded prompt is an unmeasured model."]
-    if task.spec.prompt.system:
-        out += ["", "System message template:", "", "```jinja", task.spec.prompt.system.strip(), "```"]
+    if task.prompt == "tuned":
+        out += ["", "The model was fine-tuned on the task's short `tuned_template` (the answer space is learned, "
+                "not re-read in every prompt), so that is the template it is served with."]
+    if task.prompt_system:
+        out += ["", "System message template:", "", "```jinja", task.prompt_system.strip(), "```"]
     out += ["", "User message template (Jinja2; the item's input fields are its variables):", "", "```jinja",
-            task.spec.prompt.template.strip(), "```", ""]
+            task.prompt_template.strip(), "```", ""]
     if tpl.template:
         checked = (manifest.model_extra or {}).get("round_trip")
         out += ["The model's own chat template (stored in the GGUF) turns the messages into the text below; "
@@ -329,7 +342,7 @@ def _examples_usage(pkg: Package, task: Task, tpl: Any, gguf_file: str, ollama_m
                 "The exact prompt the model is served:", "", fence(prompt, "text"), "",
                 fence(make(anchor), lang), "",
                 f"Expected answer: {_expected_text(task, anchor.expected)}.{answered}", ""]
-        if how == "`ollama run`" and task.spec.prompt.system and tpl.template:
+        if how == "`ollama run`" and task.prompt_system and tpl.template:
             out[-1:-1] = ["`ollama run` sends only the user message: the task's system message must be the "
                           "Modelfile's SYSTEM for Ollama to see the prompt above.", ""]
     return out

@@ -296,7 +296,7 @@ def export(run: Path, *, out: Path | None = None, quants: list[str] | None = Non
         base_model={"name": base["name"], "sha256": base.get("sha256"), "path": base.get("path")},
         rungs=[Rung(quant=r["quant"], file=r["file"], metrics={**{k: r[k] for k in lad.RUNG_KEYS[2:]},
                                                                **extras[r["quant"]]}) for r in ladder["rungs"]],
-        recommended=recommended, acceptance=acceptance, gate=gate_entry,
+        recommended=recommended, acceptance=acceptance, prompt=task.prompt, gate=gate_entry,
         hashes={k: v for k, v in {
             "train_items_sha256": data.get("train_items_sha256"), "val_items_sha256": data.get("val_items_sha256"),
             "test_items_sha256": items_hash(test_items), "test_file_sha256": file_sha256(task.split_path("test")),

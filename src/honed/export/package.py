@@ -65,6 +65,9 @@ class Manifest(BaseModel):
     recommended: str
     """Quant of the rung to serve (the smallest within the gate's tolerance of F16)."""
     acceptance: Acceptance
+    prompt: str = "base"
+    """Which template of `task/honed.toml` the model was trained and is served with: "base" (`template`) or
+    "tuned" (`tuned_template`). Serve, monitor and verify build prompts with it."""
     gate: dict[str, Any] = {}
     """The gate's verdict: the `gate.json` document as `honed gate` wrote it, plus `forced: true` when export ran
     despite a failing gate (usage.md reads its CIs and eval run folders)."""
@@ -95,9 +98,10 @@ class Package:
         return self.root / TASK_DIR
 
     def task(self) -> Any:
+        """The packaged task, building prompts with the template the model was trained on."""
         from honed.task.spec import load_task
 
-        return load_task(self.task_dir)
+        return load_task(self.task_dir, prompt=self.manifest.prompt)
 
     def gguf(self, quant: str | None = None) -> Path:
         """The GGUF of a rung (default: the recommended one)."""

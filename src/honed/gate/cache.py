@@ -55,6 +55,7 @@ def fingerprint(task: Task, model_sha: str, adapter: Path, items: list[Item]) ->
         "adapter": adapter_sha256(adapter),
         "items": items_hash(items),
         "task": canonical_json(task.spec.model_dump(mode="json", exclude={"acceptance", "bakeoff", "description"})),
+        "prompt": task.prompt,
         "check_set": hashlib.sha256(check_set).hexdigest(),
         "honed": __version__,
     }

@@ -110,6 +110,22 @@ def improvement_check(imp: dict[str, Any], metric: str, min_relative_improvement
             "threshold": threshold(b, min_relative_improvement), "failed_because": reasons}
 
 
+def min_value_check(tuned: float, tuned_ci: list[float] | None, metric: str, min_value: float | None
+                    ) -> dict[str, Any]:
+    """The absolute bar the task states (`acceptance.min_value`): the tuned score must reach it. A task that
+    states none passes this check, and the detail says plainly that only the relative gain was judged."""
+    if min_value is None:
+        return {"name": "min_value", "passed": True, "min_value": None, "tuned": tuned,
+                "detail": f"the task states no absolute bar ([acceptance] min_value): only the relative gain over "
+                          f"the base was judged, so a PASS does not say the model is good enough for use "
+                          f"(tuned {metric} {tuned:.3f})"}
+    passed = tuned >= min_value - _EPS
+    ci = f" (95% CI [{tuned_ci[0]:.3f}, {tuned_ci[1]:.3f}])" if tuned_ci else ""
+    return {"name": "min_value", "passed": passed, "min_value": min_value, "tuned": tuned,
+            "detail": f"tuned {metric} {tuned:.3f}{ci} {'≥' if passed else '<'} the task's bar {min_value:.3f}"
+                      + ("" if passed else ": better than the base, but not good enough to ship")}
+
+
 def forgetting_check(base_nll: float, tuned_nll: float, max_forgetting: float, n_prompts: int) -> dict[str, Any]:
     """FAIL when the tuned model's mean per-token loss on general prompts rises by more than `max_forgetting`."""
     rise = tuned_nll / base_nll - 1 if base_nll > 0 else math.inf if tuned_nll > 0 else 0.0

@@ -75,7 +75,8 @@ def read_tune_run(run: Path) -> tuple[dict[str, Any], Task, Path]:
     if not (adapter / "adapter_config.json").is_file():
         raise UserError(f"{run}: no adapter in best/ (no validation pass improved on anything, or tune did not "
                         "finish one); re-run `honed tune`")
-    return manifest, load_task(task_dir), adapter
+    # the tuned model is served with the template it was trained on (a task's short `tuned_template`, or the base)
+    return manifest, load_task(task_dir, prompt=manifest.get("prompt", "base")), adapter
 
 
 def _model_ref(base: dict[str, Any]) -> str:
@@ -152,7 +153,8 @@ def gate(run: Path, *, vs: Path | None = None, limit: int | None = None, store: 
         store = store or Store()
         try:
             say(f"evaluating the base model {base_info['name']} on {len(items)} test items")
-            base = _evaluate_side(task, model, None, items, store, progress)
+            # the base is prompted as a user would prompt it (the full template); the tuned model as it was trained
+            base = _evaluate_side(task.with_prompt("base"), model, None, items, store, progress)
             say(f"evaluating the tuned model (adapter {adapter})")
             tuned = _evaluate_side(task, model, adapter, items, store, progress)
         finally:
@@ -175,6 +177,7 @@ def gate(run: Path, *, vs: Path | None = None, limit: int | None = None, store: 
                                 tuned.nll["n_prompts"]),
         checks.collapse_check(_labels(rt), expected_top_share(task, items), acc.collapse_share),
         checks.latency_check(tuned.result.doc["latency_ms"]["p95"], acc.max_p95_latency_ms),
+        checks.min_value_check(imp["tuned"], tuned.result.doc.get("ci", {}).get(metric), metric, acc.min_value),
     ]
     vs_arm = None
     if arm is not None:
@@ -202,7 +205,9 @@ def gate(run: Path, *, vs: Path | None = None, limit: int | None = None, store: 
         "difference_ci": imp["difference_ci"],
         "p_value": imp["p_value"],
         "min_relative_improvement": acc.min_relative_improvement,
-        "threshold": checks.threshold(imp["base"], acc.min_relative_improvement),
+        "threshold": max(checks.threshold(imp["base"], acc.min_relative_improvement), acc.min_value or 0.0),
+        "min_value": acc.min_value,
+        "prompt": {"base": "base", "tuned": task.prompt},
         "checks": gate_checks,
         "vs_arm": vs_arm,
     }
