@@ -15,7 +15,7 @@ def tune_command(
     task: Annotated[Path, typer.Argument(help="Task folder (holding honed.toml) or the honed.toml file.")],
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Base model: alias, .gguf, HF folder.")] = None,
     method: Annotated[Optional[str], typer.Option(help="lora | qlora | dpo")] = None,
-    config: Annotated[Optional[Path], typer.Option("--config", help="TOML file of tune settings ([tune] table).")]
+    config: Annotated[Optional[Path], typer.Option("--config", help="TOML file of tune settings (a \\[tune] table).")]
     = None,
     rank: Annotated[Optional[int], typer.Option(help="LoRA rank (default: planned).")] = None,
     learning_rate: Annotated[Optional[float], typer.Option("--lr", help="Learning rate (default: planned).")] = None,
@@ -23,6 +23,10 @@ def tune_command(
     max_steps: Annotated[Optional[int], typer.Option(help="Hard cap on optimizer steps.")] = None,
     eval_every: Annotated[Optional[int], typer.Option(help="Steps between validation passes.")] = None,
     max_length: Annotated[Optional[int], typer.Option(help="Tokens per example (default: planned).")] = None,
+    time_budget: Annotated[Optional[str], typer.Option(help="Training time, validation included: 600, 90s, 10m, "
+                                                        "1h. Steps are set from the measured step time.")] = None,
+    prompt: Annotated[Optional[str], typer.Option(help="auto | base | tuned: the template trained and served with "
+                                                   "(auto: the task's tuned_template when it has one).")] = None,
     force: Annotated[bool, typer.Option(help="Start even when a guardrail calls the config doomed.")] = False,
 ) -> None:
     """LoRA fine-tune (SFT or DPO) with guardrails: completion-only loss, no cut completions, train/serve template check,
@@ -33,7 +37,8 @@ def tune_command(
 
     t = load_task(task)
     cfg = load_config(config, model=model, method=method, rank=rank, learning_rate=learning_rate, epochs=epochs,
-                      max_steps=max_steps, eval_every=eval_every, max_length=max_length, force=force or None)
+                      max_steps=max_steps, eval_every=eval_every, max_length=max_length, force=force or None,
+                      time_budget=time_budget, prompt=prompt)
     summary = tune(t, cfg)
     sel = summary["selection"]
     out.print(f"[bold]{summary['status']}[/] · run {summary['run_id']} · {summary['steps']} steps in "
@@ -43,7 +48,8 @@ def tune_command(
         out.print(f"[bold red]{alarm['message']}[/]", highlight=False)
     out.print(f"adapter: {summary['adapter']}\ncurves: {summary['run_dir']}/curves.html\n"
               f"evaluate it: honed eval {task} --backend transformers --model {cfg.model} "
-              f"--adapter {summary['adapter']}", highlight=False)
+              f"--adapter {summary['adapter']}" + (" --prompt tuned" if summary.get("prompt") == "tuned" else "")
+              + f"\ngate it: honed gate {summary['run_dir']}", highlight=False)
     if summary["status"] == "collapsed":
         raise typer.Exit(3)
 

@@ -6,7 +6,7 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from honed.errors import UserError
 from honed.task.spec import format_validation_errors
@@ -27,11 +27,21 @@ class TuneConfig(BaseModel):
     dropout: float = Field(default=0.05, ge=0, lt=1)
     target_modules: list[str] | None = None
     """Modules to adapt. Unset: the planner's choice."""
+    top_layers: int | None = Field(default=None, gt=0)
+    """Adapt only the top N transformer layers: the backward pass stops below them (fewer FLOPs per learned
+    token), at some cost in capacity. Unset: every layer."""
     learning_rate: float | None = Field(default=None, gt=0)
     epochs: float | None = Field(default=None, gt=0)
     """Upper bound: early stopping on the val metric usually ends training sooner."""
     max_steps: int | None = Field(default=None, gt=0)
     """Hard cap on optimizer steps (overrides epochs)."""
+    time_budget: float | None = Field(default=None, gt=0)
+    """Seconds of training (validation passes included) the run may take, e.g. 600. The number of steps is set
+    from the step time measured on the first steps, so the learning-rate schedule completes within the budget;
+    the val metric and early stopping still pick the checkpoint. Combined with max_steps/epochs: the smallest."""
+    prompt: Literal["auto", "base", "tuned"] = "auto"
+    """The prompt the model is trained (and then served) with: "tuned" is the task's short `tuned_template`
+    (fewer tokens per learned answer), "base" its full `template`; "auto": tuned where the task declares one."""
     batch_size: int = Field(default=8, gt=0)
     grad_accum: int = Field(default=1, gt=0)
     max_length: int | None = Field(default=None, gt=16)
@@ -71,6 +81,29 @@ class TuneConfig(BaseModel):
     false NONE of seed 000; another answer for NONE) so every item teaches the boundary."""
     force: bool = False
     """Start even when a guardrail says the config is doomed."""
+
+    @field_validator("time_budget", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> object:
+        return parse_duration(value) if isinstance(value, str) else value
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600}
+
+
+def parse_duration(text: str) -> float:
+    """"600", "600s", "10m", "1.5h" → seconds."""
+    t = text.strip().lower()
+    unit = _UNITS.get(t[-1:], None)
+    number = t[:-1] if unit else t
+    try:
+        value = float(number) * (unit or 1)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a duration: expected seconds or a number with s, m or h (e.g. 10m)"
+                         ) from None
+    if value <= 0:
+        raise ValueError(f"{text!r}: a time budget must be positive")
+    return value
 
 
 def load_config(path: Path | None, **overrides: object) -> TuneConfig:

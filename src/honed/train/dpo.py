@@ -154,7 +154,8 @@ def tune_dpo(task: Task, config: TuneConfig, *, store: Store | None = None) -> d
                             processing_class=s.tokenizer, callbacks=[guardrails(s, eval_every)])
     status, out, train_s = train_with_guardrails(s, trainer)
     per_epoch = sum(len(r["prompt_ids"]) * 2 + len(r["chosen_ids"]) + len(r["rejected_ids"]) for r in rows)
-    return finish(s, trainer, out, status, train_s, per_epoch * (trainer.state.epoch or 0))
+    return finish(s, trainer.state.global_step, out.training_loss if out else None, status, train_s,
+                  per_epoch * (trainer.state.epoch or 0))
 
 
 __all__ = ["Pair", "build_pairs", "encode_pairs", "tune_dpo"]

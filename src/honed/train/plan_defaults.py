@@ -110,6 +110,9 @@ def resolve_settings(task: Task, config: TuneConfig, loaded: Any, train_items: l
                              "(seed 004's 1–2 epochs assumes thousands); early stopping on the val metric decides")
 
     trainable = lora_params(model, targets, rank)
+    n_layers = int(getattr(model.config, "num_hidden_layers", 0) or 0)
+    if config.top_layers and n_layers > config.top_layers:
+        trainable = trainable * config.top_layers // n_layers  # the same modules, in the top layers only
     train_tokens = sum(e.n_completion for e in probe)
     ratio = trainable / max(train_tokens, 1)
     reasons["budget"] = (f"{trainable:,} trainable LoRA parameters ({trainable / n_params:.2%} of {n_params:,}) for "

@@ -162,6 +162,9 @@ def prepare(task: Task, config: TuneConfig, store: Store | None = None) -> Sessi
         raise UserError("QLoRA needs a CUDA GPU (bitsandbytes 4-bit kernels); on this machine use --method lora")
     torch.manual_seed(config.seed)
     random.seed(config.seed)
+    base_task = task.with_prompt("base")
+    variant = config.prompt if config.prompt != "auto" else ("tuned" if task.has_tuned_prompt else "base")
+    task = task.with_prompt(variant)  # a missing tuned_template asked for by name is a TaskError here
     train_items = load_items(task, "train")
     val_items = load_items(task, "val")
     try:
@@ -185,6 +188,7 @@ def prepare(task: Task, config: TuneConfig, store: Store | None = None) -> Sessi
     serving_check(task, config.model, train_items[0], tokenizer, tpl)
 
     settings, reasons, warnings = resolve_settings(task, config, loaded, train_items, tokenizer, tpl)
+    reasons["prompt"] = prompt_reason(base_task, task, config.prompt, train_items, tokenizer, tpl)
     for w in warnings:
         log.warning(w)
     max_length = settings["max_length"]
@@ -214,7 +218,7 @@ def prepare(task: Task, config: TuneConfig, store: Store | None = None) -> Sessi
 
     manifest = {
         "run_id": run_id, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "task": task.name,
-        "task_dir": str(task.root), "method": config.method,
+        "task_dir": str(task.root), "method": config.method, "prompt": task.prompt,
         "base_model": {"name": config.model, "path": loaded.source, "sha256": loaded.sha256,
                        "from_gguf": loaded.from_gguf},
         "data": {"train_items_sha256": items_hash(train_items), "val_items_sha256": items_hash(val_items),
@@ -226,9 +230,12 @@ def prepare(task: Task, config: TuneConfig, store: Store | None = None) -> Sessi
     }
     write_json_atomic(run_dir / "manifest.json", manifest)
 
+    n_layers = int(getattr(model.config, "num_hidden_layers", 0) or 0)
+    layers = (list(range(max(0, n_layers - config.top_layers), n_layers))
+              if config.top_layers and n_layers else None)
     model = get_peft_model(model, LoraConfig(r=settings["rank"], lora_alpha=settings["alpha"],
                                              lora_dropout=config.dropout, target_modules=settings["target_modules"],
-                                             task_type="CAUSAL_LM"))
+                                             layers_to_transform=layers, task_type="CAUSAL_LM"))
     if config.gradient_checkpointing:
         model.enable_input_require_grads()
     val_sub = val_items[: config.max_val_items]
@@ -241,6 +248,28 @@ def prepare(task: Task, config: TuneConfig, store: Store | None = None) -> Sessi
     s.curves = {"metric": s.metric, "train": [], "val": [], "best_step": None, "alarms": []}
     s.state = {"best": None, "since_best": 0, "collapsed_in_row": 0, "base_general": None}
     return s
+
+
+def prompt_reason(base_task: Task, task: Task, asked: str, items: list[Item], tokenizer: Any,
+                  tpl: TemplateInfo) -> str:
+    """Why this prompt: the tokens per example under each template (training compute goes to the prompt)."""
+    def mean_tokens(t: Task) -> float:
+        enc, _ = encode(t, items[:64], tokenizer, tpl, max_length=1 << 20)
+        return sum(len(e.input_ids) for e in enc) / max(len(enc), 1)
+
+    full = mean_tokens(base_task)
+    if not base_task.has_tuned_prompt:
+        return (f"base template ({full:.0f} tokens per example): the task declares no [prompt] tuned_template; a "
+                "short one (the input without the label list) would cut the tokens per learned answer")
+    short = mean_tokens(base_task.with_prompt("tuned"))
+    ratio = full / max(short, 1)
+    if task.prompt == "tuned":
+        return (f"tuned template: {short:.0f} tokens per example vs {full:.0f} with the full template ({ratio:.1f}x "
+                "fewer per learned answer, so more passes in the same minutes); the answer space is learned from "
+                "the examples instead of re-read in every prompt"
+                + (" (chosen automatically: the task declares one)" if asked == "auto" else ""))
+    return (f"base template ({full:.0f} tokens per example), as asked; the task's tuned template would take "
+            f"{short:.0f} ({ratio:.1f}x fewer)")
 
 
 def replay_rows(s: Session) -> list[Encoded]:
@@ -270,52 +299,74 @@ def base_pass(s: Session) -> ValPass:
     return vp
 
 
-def guardrails(s: Session, eval_every: int) -> Any:
-    """The callback that runs a validation pass every `eval_every` steps: keeps the best adapter by the task
-    metric, raises the collapse and forgetting alarms, and stops early."""
-    from transformers import TrainerCallback
+def log_train(s: Session, step: int, loss: float, lr: float | None, epoch: float | None) -> None:
+    s.curves["train"].append({"step": step, "loss": loss, "lr": lr, "epoch": epoch})
 
+
+def after_step(s: Session, step: int, last: bool, eval_every: int) -> bool:
+    """The guardrails after an optimizer step: every `eval_every` steps (and at the last) a validation pass that
+    keeps the best adapter by the task metric, raises the collapse and forgetting alarms and decides early
+    stopping. Returns True when training should stop."""
     config = s.config
+    if step % eval_every and not last:
+        return False
+    vp = do_val(s, step)
+    best = s.state["best"]
+    if best is None or vp.metric > best.metric + config.min_delta:
+        s.state["best"], s.state["since_best"] = vp, 0
+        save_adapter(s.model, s.best_dir)
+        s.curves["best_step"] = vp.step
+    else:
+        s.state["since_best"] += 1
+    data_top = s.data_top
+    if vp.top_share >= config.collapse_share and data_top < 0.5:
+        s.state["collapsed_in_row"] += 1
+        msg = (f"COLLAPSE ALARM at step {vp.step}: {vp.top_share:.0%} of val predictions are "
+               f"{vp.top_answer!r} while the most common expected answer is {data_top:.0%} of val")
+        log.warning(msg)
+        s.curves["alarms"].append({"step": vp.step, "kind": "collapse", "message": msg})
+    else:
+        s.state["collapsed_in_row"] = 0
+    g0 = s.state["base_general"]
+    if g0 and vp.general_loss and vp.general_loss > 1.5 * g0:
+        msg = (f"FORGETTING at step {vp.step}: loss on general prompts rose from {g0:.3f} to "
+               f"{vp.general_loss:.3f} (+{vp.general_loss / g0 - 1:.0%})")
+        log.warning(msg)
+        s.curves["alarms"].append({"step": vp.step, "kind": "forgetting", "message": msg})
+    stop = False
+    if config.on_collapse == "stop" and s.state["collapsed_in_row"] >= config.collapse_patience:
+        s.state["stopped"], stop = "collapse", True
+    elif s.state["since_best"] >= config.patience:
+        s.state["stopped"], stop = "early_stopping", True
+    write_json_atomic(s.run_dir / "curves.json", s.curves)
+    return stop
+
+
+def save_adapter(model: Any, dest: Path) -> None:
+    """Write the adapter beside `dest` and rename it into place: a kill mid-save never leaves a torn best/."""
+    tmp = dest.with_name(f".{dest.name}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(str(tmp))
+    old = dest.with_name(f".{dest.name}.old")
+    if dest.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        dest.replace(old)
+    tmp.replace(dest)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def guardrails(s: Session, eval_every: int) -> Any:
+    """`after_step` as a transformers TrainerCallback, for the recipes that train through TRL (DPO)."""
+    from transformers import TrainerCallback
 
     class Guardrails(TrainerCallback):
         def on_log(self, args: Any, st: Any, control: Any, logs: Any = None, **kw: Any) -> None:
             if logs and "loss" in logs:
-                s.curves["train"].append({"step": st.global_step, "loss": logs["loss"],
-                                          "lr": logs.get("learning_rate"), "epoch": logs.get("epoch")})
+                log_train(s, st.global_step, logs["loss"], logs.get("learning_rate"), logs.get("epoch"))
 
         def on_step_end(self, args: Any, st: Any, control: Any, **kw: Any) -> None:
-            if st.global_step % eval_every and st.global_step < st.max_steps:
-                return
-            vp = do_val(s, st.global_step)
-            best = s.state["best"]
-            if best is None or vp.metric > best.metric + config.min_delta:
-                s.state["best"], s.state["since_best"] = vp, 0
-                s.model.save_pretrained(str(s.best_dir))  # the adapter only
-                s.curves["best_step"] = vp.step
-            else:
-                s.state["since_best"] += 1
-            data_top = s.data_top
-            if vp.top_share >= config.collapse_share and data_top < 0.5:
-                s.state["collapsed_in_row"] += 1
-                msg = (f"COLLAPSE ALARM at step {vp.step}: {vp.top_share:.0%} of val predictions are "
-                       f"{vp.top_answer!r} while the most common expected answer is {data_top:.0%} of val")
-                log.warning(msg)
-                s.curves["alarms"].append({"step": vp.step, "kind": "collapse", "message": msg})
-            else:
-                s.state["collapsed_in_row"] = 0
-            g0 = s.state["base_general"]
-            if g0 and vp.general_loss and vp.general_loss > 1.5 * g0:
-                msg = (f"FORGETTING at step {vp.step}: loss on general prompts rose from {g0:.3f} to "
-                       f"{vp.general_loss:.3f} (+{vp.general_loss / g0 - 1:.0%})")
-                log.warning(msg)
-                s.curves["alarms"].append({"step": vp.step, "kind": "forgetting", "message": msg})
-            if config.on_collapse == "stop" and s.state["collapsed_in_row"] >= config.collapse_patience:
-                s.state["stopped"] = "collapse"
+            if after_step(s, st.global_step, st.global_step >= st.max_steps, eval_every):
                 control.should_training_stop = True
-            elif s.state["since_best"] >= config.patience:
-                s.state["stopped"] = "early_stopping"
-                control.should_training_stop = True
-            write_json_atomic(s.run_dir / "curves.json", s.curves)
 
     return Guardrails()
 
@@ -350,7 +401,8 @@ def train_with_guardrails(s: Session, trainer: Any) -> tuple[str, Any, float]:
         return "interrupted", None, time.perf_counter() - t0
 
 
-def finish(s: Session, trainer: Any, out: Any, status: str, train_s: float, n_tokens: float) -> dict[str, Any]:
+def finish(s: Session, steps: int, train_loss: float | None, status: str, train_s: float, n_tokens: float,
+           extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Selection (best step by the val metric, and why), summary, curves, registry; the run folder is complete."""
     config, curves, metric = s.config, s.curves, s.metric
     best: ValPass | None = s.state["best"]
@@ -375,10 +427,10 @@ def finish(s: Session, trainer: Any, out: Any, status: str, train_s: float, n_to
         "run_id": s.run_id, "run_dir": str(s.run_dir), "method": config.method,
         "status": "collapsed" if collapsed_best else status,
         "adapter": str(s.best_dir) if s.best_dir.exists() else None, "selection": selection,
-        "train_seconds": round(train_s, 1), "steps": trainer.state.global_step,
+        "train_seconds": round(train_s, 1), "steps": steps,
         "train_tokens_per_s": round(n_tokens / train_s, 1) if train_s > 0 else None,
-        "train_loss": out.training_loss if out else None, "encode": s.report.as_dict(), "warnings": s.warnings,
-        "alarms": curves["alarms"],
+        "train_loss": train_loss, "encode": s.report.as_dict(), "warnings": s.warnings,
+        "alarms": curves["alarms"], "prompt": s.task.prompt, **(extra or {}),
     }
     write_json_atomic(s.run_dir / "selection.json", selection)
     write_json_atomic(s.run_dir / "curves.json", curves)

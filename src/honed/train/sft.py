@@ -1,29 +1,24 @@
-"""`tune(task, config)`: LoRA / QLoRA supervised fine-tuning with TRL + PEFT, and honed's guardrails.
+"""`tune(task, config)`: LoRA / QLoRA supervised fine-tuning with PEFT, and honed's guardrails.
 
 One flat recipe, top to bottom: prepare (load → render with the serving template → check train/serve identity →
-encode, completion-only, never cut a completion → run folder) → mix replay → train with a validation pass every
-N steps → keep the best checkpoint by the task metric → curves, manifest, registry. `method="dpo"` hands over to
-`honed.train.dpo`.
+encode, completion-only, never cut a completion → run folder) → mix replay → train (`honed.train.loop`: packed
+batches, logits only at completion positions, steps sized to a time budget) with a validation pass every N steps
+→ keep the best checkpoint by the task metric → curves, manifest, registry. `method="dpo"` hands over to
+`honed.train.dpo` (TRL's DPOTrainer). `sft_args` is TRL's SFTConfig for the same rows, kept for the benchmark
+that compares the two loops.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 from honed.errors import MissingDependency
 from honed.store import Store
 from honed.task.spec import Task
 from honed.train.config import TuneConfig
-from honed.train.session import (
-    Collapse,
-    base_pass,
-    finish,
-    guardrails,
-    prepare,
-    replay_rows,
-    train_with_guardrails,
-)
+from honed.train.session import Collapse, after_step, base_pass, finish, log_train, prepare, replay_rows
 
 
 def sft_args(config: TuneConfig, settings: dict[str, Any], output_dir: str, cuda: bool) -> Any:
@@ -51,26 +46,36 @@ def tune(task: Task, config: TuneConfig, *, store: Store | None = None) -> dict[
 
         return tune_dpo(task, config, store=store)
     try:
-        from datasets import Dataset
-        from trl import SFTTrainer
+        import peft  # noqa: F401
     except ImportError:
-        raise MissingDependency("trl", extra="train", why="fine-tuning") from None
+        raise MissingDependency("peft", extra="train", why="fine-tuning") from None
+    from honed.train.loop import Plan, train_loop
 
     s = prepare(task, config, store)
     replay = replay_rows(s)
     s.manifest["data"]["n_replay"] = len(replay)
     s.write_manifest()
-    train_rows = [{"input_ids": e.input_ids, "completion_mask": e.completion_mask} for e in s.train_enc + replay]
-    steps_per_epoch = math.ceil(len(train_rows) / (config.batch_size * config.grad_accum))
+    rows = s.train_enc + replay
+    steps_per_epoch = math.ceil(len(rows) / (config.batch_size * config.grad_accum))
     eval_every = config.eval_every or max(1, steps_per_epoch // 4)
+    total = config.max_steps or max(1, math.ceil(s.settings["epochs"] * steps_per_epoch))
 
-    base_pass(s)
-    trainer = SFTTrainer(model=s.model, args=sft_args(config, s.settings, str(s.run_dir / "trainer"), s.cuda),
-                         train_dataset=Dataset.from_list(train_rows), processing_class=s.tokenizer,
-                         callbacks=[guardrails(s, eval_every)])
-    status, out, train_s = train_with_guardrails(s, trainer)
-    n_tokens = sum(len(r["input_ids"]) for r in train_rows) * (trainer.state.epoch or 0)
-    return finish(s, trainer, out, status, train_s, n_tokens)
+    t_start = time.perf_counter()
+    base = base_pass(s)
+    plan = Plan(total=total, warmup_ratio=config.warmup_ratio,
+                budget_s=(config.time_budget - (time.perf_counter() - t_start)) if config.time_budget else None)
+    res = train_loop(
+        s.model, rows, batch_size=config.batch_size, grad_accum=config.grad_accum,
+        learning_rate=s.settings["learning_rate"], weight_decay=config.weight_decay, schedule=config.lr_scheduler,
+        plan=plan, seed=config.seed, neftune_alpha=config.neftune_alpha,
+        after_step=lambda step, last: after_step(s, step, last, eval_every),
+        on_loss=lambda step, loss, lr, epoch: log_train(s, step, loss, lr, epoch),
+        val_seconds=base.seconds, eval_every=eval_every)
+    s.manifest["plan"] = {"steps_per_epoch": steps_per_epoch, "eval_every": eval_every, "planned_steps": total,
+                          "steps": plan.total, "time_budget_s": config.time_budget, "notes": res.plan_notes}
+    s.write_manifest()
+    return finish(s, res.steps, res.train_loss, res.status, res.seconds, res.tokens,
+                  extra={"plan": s.manifest["plan"], "wall_seconds": round(time.perf_counter() - t_start, 1)})
 
 
 __all__ = ["Collapse", "sft_args", "tune"]

@@ -1,0 +1,201 @@
+"""honed's SFT training loop over a PEFT model: packed batches, logits only where the loss is taken, a schedule
+sized to a time budget.
+
+Why a loop of our own and not TRL's SFTTrainer (measured side by side in `bench/tune_throughput.py`): on a CPU
+the step time is the product, and the trainer spends it where no loss is taken. The loss of a classification
+example is 2–4 completion tokens out of 60–200; TRL applies the LM head (49k × 576 on SmolLM2, a fifth of the
+model's forward FLOPs per token) at every position, then computes entropy and token accuracy over the full
+vocabulary at every step. Here the model's own `logits_to_keep` takes the indices of the positions that predict
+a completion token, so the head runs only there; everything else is plain PyTorch + PEFT (AdamW, gradient
+clipping at 1.0, warmup then linear/cosine decay: the Trainer's defaults). DPO still trains through TRL.
+
+A batch is `batch_size` examples concatenated into one row (no padding), with position ids restarting at each
+example: transformers turns reset position ids into a block-diagonal causal mask, so examples never attend to
+each other (tests/integration/test_padding_free.py checks it on this path).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from honed.errors import UserError
+from honed.train.dataset import Encoded
+
+SCHEDULES = ("linear", "cosine", "constant", "constant_with_warmup")
+
+
+@dataclass
+class Packed:
+    """One optimizer micro-batch: examples concatenated, and the positions whose logits the loss needs."""
+
+    input_ids: list[int]
+    position_ids: list[int]
+    loss_positions: list[int]
+    """Index t where the token at t + 1 is a completion token (the logit at t predicts it)."""
+    targets: list[int]
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.input_ids)
+
+
+def pack(rows: list[Encoded]) -> Packed:
+    ids: list[int] = []
+    pos: list[int] = []
+    where: list[int] = []
+    targets: list[int] = []
+    for e in rows:
+        offset = len(ids)
+        ids += e.input_ids
+        pos += range(len(e.input_ids))
+        for j in range(1, len(e.input_ids)):
+            if e.completion_mask[j]:
+                where.append(offset + j - 1)
+                targets.append(e.input_ids[j])
+    return Packed(ids, pos, where, targets)
+
+
+def lr_factor(schedule: str, step: int, warmup: int, total: int) -> float:
+    """Multiplier of the peak learning rate at optimizer step `step` (0-based) of `total`."""
+    if schedule not in SCHEDULES:
+        raise UserError(f"lr_scheduler {schedule!r}: honed's loop knows {', '.join(SCHEDULES)}")
+    if step < warmup and schedule != "constant":
+        return (step + 1) / (warmup + 1)
+    if schedule.startswith("constant"):
+        return 1.0
+    progress = (step - warmup) / max(1, total - warmup)
+    progress = min(max(progress, 0.0), 1.0)
+    if schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * progress))
+    return 1.0 - progress
+
+
+@dataclass
+class Plan:
+    """How many optimizer steps the run takes; with a time budget it is fixed after the first timed steps."""
+
+    total: int
+    warmup_ratio: float
+    budget_s: float | None = None
+    measured_after: int = 3
+    fixed: bool = False
+    step_s: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def warmup(self) -> int:
+        return math.ceil(self.warmup_ratio * self.total)
+
+    def fit_budget(self, done: int, elapsed: float, step_s: float, val_s: float, eval_every: int) -> None:
+        """Set `total` so that the remaining steps and their validation passes end within the budget."""
+        assert self.budget_s is not None
+        per_step = step_s + val_s / max(eval_every, 1)
+        more = int((self.budget_s - elapsed - val_s) / per_step)  # keep one pass for the last step
+        total = max(done, min(self.total, done + max(more, 0)))
+        self.notes.append(f"time budget {self.budget_s:.0f} s: {step_s:.2f} s/step and {val_s:.1f} s per "
+                          f"validation pass measured → {total} steps (cap {self.total})")
+        self.total, self.fixed, self.step_s = total, True, step_s
+
+
+@dataclass
+class LoopResult:
+    status: str
+    steps: int
+    train_loss: float | None
+    seconds: float
+    tokens: int
+    """Real tokens of the examples trained on (every token of every example seen, no padding exists)."""
+    plan_notes: list[str]
+
+
+def train_loop(model: Any, rows: list[Encoded], *, batch_size: int, grad_accum: int, learning_rate: float,
+               weight_decay: float, schedule: str, plan: Plan, seed: int, neftune_alpha: float | None,
+               after_step: Callable[[int, bool], bool], on_loss: Callable[[int, float, float, float], None],
+               val_seconds: float, eval_every: int) -> LoopResult:
+    """Train `model` (a PEFT model) on `rows`. `after_step(step, last)` runs the guardrails and returns True to
+    stop; `on_loss(step, loss, lr, epoch)` records the curve."""
+    import torch
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=learning_rate, weight_decay=weight_decay)
+    device = next(model.parameters()).device
+    hook = _neftune(model, neftune_alpha) if neftune_alpha else None
+    rng = random.Random(seed)
+    order: list[int] = []
+    epoch_len = math.ceil(len(rows) / batch_size)
+    micro = 0
+    step = 0
+    losses: list[float] = []
+    tokens = 0
+    status = "complete"
+    t0 = time.perf_counter()
+    timed: list[float] = []
+    model.train()
+    try:
+        while step < plan.total:
+            t_step = time.perf_counter()
+            step_loss = 0.0
+            for _ in range(grad_accum):
+                if not order:
+                    order = list(range(len(rows)))
+                    rng.shuffle(order)
+                batch = [rows[i] for i in order[:batch_size]]
+                del order[:batch_size]
+                micro += 1
+                p = pack(batch)
+                tokens += p.n_tokens
+                ids = torch.tensor([p.input_ids], device=device)
+                pos = torch.tensor([p.position_ids], device=device)
+                keep = torch.tensor(p.loss_positions, device=device)
+                out = model(input_ids=ids, position_ids=pos, logits_to_keep=keep, use_cache=False)
+                logits = out.logits[0].float()
+                loss = torch.nn.functional.cross_entropy(logits, torch.tensor(p.targets, device=device))
+                (loss / grad_accum).backward()
+                step_loss += float(loss) / grad_accum
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            lr = learning_rate * lr_factor(schedule, step, plan.warmup, plan.total)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            step += 1
+            losses.append(step_loss)
+            on_loss(step, step_loss, lr, micro * batch_size / max(len(rows), 1) if epoch_len else 0.0)
+            timed.append(time.perf_counter() - t_step)
+            if plan.budget_s is not None and not plan.fixed and step >= plan.measured_after:
+                # the first step pays for allocations: the median of the timed steps is the step time
+                plan.fit_budget(step, time.perf_counter() - t0, sorted(timed)[len(timed) // 2], val_seconds,
+                                eval_every)
+            over = plan.budget_s is not None and time.perf_counter() - t0 + val_seconds > plan.budget_s * 1.1
+            last = step >= plan.total or over
+            if after_step(step, last):
+                break
+            if over:
+                plan.notes.append(f"stopped at step {step}: the time budget ran out before the planned "
+                                  f"{plan.total} steps (steps slowed down)")
+                break
+    except KeyboardInterrupt:
+        status = "interrupted"
+    finally:
+        if hook is not None:
+            hook.remove()
+    return LoopResult(status, step, sum(losses) / len(losses) if losses else None, time.perf_counter() - t0,
+                      tokens, plan.notes)
+
+
+def _neftune(model: Any, alpha: float) -> Any:
+    """NEFTune: uniform noise on the input embeddings while training, scaled by alpha / sqrt(length × dim)."""
+    import torch
+
+    def add_noise(module: Any, args: Any, output: Any) -> Any:
+        if not module.training:
+            return output
+        scale = alpha / math.sqrt(output.size(-2) * output.size(-1))
+        return output + torch.zeros_like(output).uniform_(-scale, scale)
+
+    return model.get_input_embeddings().register_forward_hook(add_noise)

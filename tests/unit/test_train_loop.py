@@ -1,0 +1,67 @@
+"""The pure parts of honed's training loop: packing, the loss positions, the schedule, the time-budget plan."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from honed.errors import UserError
+from honed.train.config import TuneConfig, parse_duration
+from honed.train.dataset import Encoded
+from honed.train.loop import Plan, lr_factor, pack
+
+pytestmark = pytest.mark.unit
+
+
+def _enc(ids: list[int], n_prompt: int) -> Encoded:
+    return Encoded("x", ids, [0] * n_prompt + [1] * (len(ids) - n_prompt), n_prompt, len(ids) - n_prompt)
+
+
+def test_pack_concatenates_resets_positions_and_keeps_only_completion_targets() -> None:
+    a = _enc([10, 11, 12, 13, 2], 3)  # prompt 10 11 12, completion 13 <eos=2>
+    b = _enc([20, 21, 22, 2], 2)  # prompt 20 21, completion 22 <eos>
+    p = pack([a, b])
+    assert p.input_ids == [10, 11, 12, 13, 2, 20, 21, 22, 2]
+    assert p.position_ids == [0, 1, 2, 3, 4, 0, 1, 2, 3]
+    # the logit at t predicts token t+1: a's completion tokens sit at 3 and 4, b's at 7 and 8
+    assert p.loss_positions == [2, 3, 6, 7]
+    assert p.targets == [13, 2, 22, 2]
+    assert p.n_tokens == 9
+    # never a target across the boundary: position 4 (a's EOS) does not predict b's first token
+    assert 4 not in p.loss_positions
+
+
+def test_linear_schedule_warms_up_then_decays_to_zero() -> None:
+    total, warmup = 10, 2
+    f = [lr_factor("linear", s, warmup, total) for s in range(total)]
+    assert f[0] == pytest.approx(1 / 3) and f[1] == pytest.approx(2 / 3)
+    assert f[2] == 1.0
+    assert f[-1] == pytest.approx(1 - 7 / 8)
+    assert lr_factor("linear", total, warmup, total) == 0.0
+    assert lr_factor("cosine", 2 + 4, warmup, total) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert lr_factor("constant", 0, warmup, total) == 1.0
+    with pytest.raises(UserError, match="lr_scheduler 'polynomial'"):
+        lr_factor("polynomial", 0, 0, 1)
+
+
+def test_time_budget_sets_the_steps_from_the_measured_step_time() -> None:
+    plan = Plan(total=1000, warmup_ratio=0.1, budget_s=600)
+    # 3 steps done in 30 s at 10 s/step, a validation pass costs 20 s and runs every 10 steps:
+    # each further step costs 10 + 2 = 12 s, one pass is kept for the end: (600 - 30 - 20) / 12 = 45 more
+    plan.fit_budget(3, 30.0, 10.0, 20.0, 10)
+    assert plan.total == 48 and plan.fixed and plan.warmup == 5
+    assert "48 steps" in plan.notes[0]
+    capped = Plan(total=20, warmup_ratio=0.0, budget_s=600)
+    capped.fit_budget(3, 30.0, 10.0, 20.0, 10)
+    assert capped.total == 20  # the epochs / max_steps cap still holds
+
+
+def test_durations() -> None:
+    assert parse_duration("10m") == 600
+    assert parse_duration("90s") == 90
+    assert parse_duration("1.5h") == 5400
+    assert parse_duration("600") == 600
+    assert TuneConfig(time_budget="8m").time_budget == 480
+    with pytest.raises(ValueError, match="not a duration"):
+        parse_duration("ten minutes")
