@@ -93,9 +93,41 @@ def report_html(res: DemoResult, metric: str, curves: dict[str, Any] | None) -> 
     return page("honed demo", meta, sections)
 
 
+def figures(res: DemoResult, metric: str) -> dict[str, Any]:
+    """The run's figures for `honed demo --json`: per-stage seconds, each model's primary metric with its CI,
+    the gate, the recommended rung and the training throughput. Everything is read from the stage documents."""
+    g = res.gate
+    rungs = (res.ladder or {}).get("rungs", [])
+    value, ci = _metric(res.base, metric)
+    tune = res.tune
+    return {
+        "task": g.get("task"), "primary_metric": metric, "n_test_items": g.get("n_items"),
+        "seconds": {**{k: round(v, 1) for k, v in res.seconds.items()}, "total": round(sum(res.seconds.values()), 1)},
+        "base_gguf": {"value": value, "ci": ci, "run_id": res.base.get("run_id"),
+                      "model_sha256": (res.base.get("model") or {}).get("sha256")},
+        "base": {"value": g["base"]["value"], "ci": g["base"].get("ci")},
+        "tuned": {"value": g["tuned"]["value"], "ci": g["tuned"].get("ci")},
+        "difference_ci": g.get("difference_ci"),
+        "gate": {"status": g["status"], "threshold": g.get("threshold"), "min_value": g.get("min_value"),
+                 "failed": [c["name"] for c in g.get("checks", []) if not c["passed"]]},
+        "rungs": {r["quant"]: {"value": r.get("metric"), "ci": r.get("ci"), "p95_ms": r.get("p95_ms")}
+                  for r in rungs},
+        "recommended": (res.ladder or {}).get("recommended"),
+        "shipped": next(({"quant": r["quant"], "value": r.get("metric"), "ci": r.get("ci")} for r in rungs
+                         if r["quant"] == (res.ladder or {}).get("recommended")), None),
+        "training": {"steps": tune.get("steps"), "seconds": tune.get("train_seconds"),
+                     "tokens_per_s": tune.get("train_tokens_per_s"), "prompt": tune.get("prompt"),
+                     "best_step": (tune.get("selection") or {}).get("best_step"),
+                     "plan": tune.get("plan"), "run_id": tune.get("run_id")},
+        "package": str(res.package) if res.package else None,
+        "report": str(res.report),
+    }
+
+
 def demo(*, task_dir: Path | None = None, model: str = "smollm2-135m", out: Path = Path("demo-out"),
-         max_steps: int = 40, eval_every: int = 8, quants: tuple[str, ...] = ("Q8_0", "Q4_K_M"),
-         say: Callable[[str], None] = print, store: Store | None = None) -> DemoResult:
+         time_budget: float | None = 480.0, max_steps: int | None = None, eval_every: int | None = None,
+         quants: tuple[str, ...] = ("Q8_0", "Q4_K_M"), say: Callable[[str], None] = print,
+         store: Store | None = None) -> DemoResult:
     """Run the loop; returns what each stage produced (the report is written either way)."""
     from honed.backends import open_backend
     from honed.evaluate.runner import evaluate
@@ -123,12 +155,15 @@ def demo(*, task_dir: Path | None = None, model: str = "smollm2-135m", out: Path
     say(f"    base {metric} = {base['metrics'].get(metric):.3f}")
 
     t0 = time.perf_counter()
-    say(f"2/4 fine-tuning a LoRA adapter ({max_steps} steps at most, val {metric} every {eval_every})")
-    cfg = TuneConfig(model=model, max_steps=max_steps, eval_every=eval_every, max_val_items=24, patience=3)
+    budget = f"{time_budget:.0f} s of training" if time_budget else f"{max_steps} steps"
+    say(f"2/4 fine-tuning a LoRA adapter ({budget} at most; the val {metric} picks the checkpoint)")
+    cfg = TuneConfig(model=model, max_steps=max_steps, eval_every=eval_every, time_budget=time_budget,
+                     max_val_items=24, patience=3)
     summary = tune(task, cfg, store=store)
     seconds["tune"] = time.perf_counter() - t0
     run = Path(summary["run_dir"])
-    say(f"    {summary['selection']['why']}")
+    say(f"    {summary['steps']} steps in {summary['train_seconds']:.0f} s ({summary['train_tokens_per_s']} tok/s, "
+        f"prompt: {summary.get('prompt')}); {summary['selection']['why']}")
 
     t0 = time.perf_counter()
     say("3/4 gating: tuned vs base on the locked test, paired")

@@ -42,6 +42,10 @@ def _timed(name: str, fn: Any, *args: Any, **kw: Any) -> Any:
 
 def _task(root: Path) -> Path:
     shutil.copytree(EXAMPLES / "classify", root)
+    # a 48-example tune is not meant to reach the example's shipping bar (min_value 0.80): this chain checks
+    # the mechanics, so the gate judges the relative gain only
+    toml = root / "honed.toml"
+    toml.write_text("".join(line for line in toml.read_text().splitlines(True) if not line.startswith("min_value")))
     for split, n in (("train", 48), ("val", 16), ("test", 16)):
         p = root / "data" / f"{split}.jsonl"
         p.write_text("".join(p.read_text().splitlines(True)[:n]))

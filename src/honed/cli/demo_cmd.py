@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -16,13 +16,24 @@ def demo_command(
     task: Annotated[Path | None, typer.Option(help="Task folder (default: the bundled examples/classify).")] = None,
     model: Annotated[str, typer.Option("--model", "-m", help="Base model: alias or .gguf.")] = "smollm2-135m",
     out_dir: Annotated[Path, typer.Option("--out", help="Where the package and report go.")] = Path("demo-out"),
-    max_steps: Annotated[int, typer.Option(help="Training steps at most (early stopping may end sooner).")] = 40,
+    time_budget: Annotated[str, typer.Option(help="Training time, validation included (600, 8m, ...); the steps "
+                                              "follow from the measured step time.")] = "8m",
+    max_steps: Annotated[Optional[int], typer.Option(help="Training steps at most (also bounded by the time "
+                                                      "budget; early stopping may end sooner).")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the run's figures here (per-stage "
+                                                     "seconds, metrics with CIs, gate, shipped rung).")] = None,
 ) -> None:
     """The whole loop on the embedded model: base eval → tune → gate → export (F16, Q8_0, Q4_K_M) → report."""
-    from honed.demo import demo
+    from honed.demo import demo, figures
+    from honed.store import write_json_atomic
+    from honed.train.config import parse_duration
 
+    try:
+        budget = parse_duration(time_budget)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--time-budget") from None
     t0 = time.perf_counter()
-    res = demo(task_dir=task, model=model, out=out_dir, max_steps=max_steps,
+    res = demo(task_dir=task, model=model, out=out_dir, time_budget=budget, max_steps=max_steps,
                say=lambda m: out.print(m, highlight=False))
     g = res.gate
     metric = g["primary_metric"]
@@ -43,6 +54,11 @@ def demo_command(
                   highlight=False)
     out.print(f"report:  {res.report}\nwall time: {time.perf_counter() - t0:.0f} s "
               f"({', '.join(f'{k} {v:.0f} s' for k, v in res.seconds.items())})", highlight=False)
+    if json_out:
+        doc = figures(res, metric)
+        doc["seconds"]["wall"] = round(time.perf_counter() - t0, 1)
+        write_json_atomic(json_out, doc)
+        out.print(f"figures: {json_out}", highlight=False)
     if res.package is None:
         raise typer.Exit(1)
 
