@@ -37,10 +37,10 @@ def open_incumbent(pkg: Package, endpoint: str | None = None) -> Backend:
     """The shipped model: the package's recommended rung in-process, or the server at `endpoint`."""
     if endpoint:
         return open_backend("openai", served_model(endpoint), base_url=endpoint)
-    path = pkg.gguf()
-    if not path.is_file():
-        raise UserError(f"{path}: the recommended rung's GGUF is missing from the package ({pkg.root})")
-    return open_backend("llamacpp", str(path))
+    from honed.export.verify import package_gguf
+
+    # the checked path: a rung edited since export (even with its mtime restored) or outside the package is refused
+    return open_backend("llamacpp", str(package_gguf(pkg)))
 
 
 def open_candidate(ref: str) -> tuple[Backend, str]:
@@ -50,8 +50,10 @@ def open_candidate(ref: str) -> tuple[Backend, str]:
         if not (path / MANIFEST).is_file():
             raise UserError(f"{ref}: a folder, but not a honed package (no {MANIFEST}); pass a package, a model "
                             "alias or a .gguf path as --candidate")
+        from honed.export.verify import package_gguf
+
         cand = load_package(path)
-        return open_backend("llamacpp", str(cand.gguf())), f"{cand.manifest.task}-{cand.manifest.version}"
+        return open_backend("llamacpp", str(package_gguf(cand))), f"{cand.manifest.task}-{cand.manifest.version}"
     return open_backend("llamacpp", ref), ref
 
 

@@ -168,7 +168,9 @@ def _economics(pkg: Package, task: Task, traffic: Traffic, requests_per_day: flo
         return {"skipped": "all records share one timestamp: pass --requests-per-day"}
     prompts = ["\n".join(m.content for m in build_messages(task, r.input)) for r in recs]
     try:
-        p_tok, c_tok, tok_source = token_means(recs, prompts, pkg.gguf())
+        from honed.export.verify import package_gguf
+
+        p_tok, c_tok, tok_source = token_means(recs, prompts, package_gguf(pkg))  # checked: llama.cpp reads it
     except MissingDependency as exc:
         return {"skipped": str(exc)}
     local = [r.latency_ms / 1000 for r, esc in zip(recs, traffic.escalated, strict=True) if not esc]

@@ -7,7 +7,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from honed.backends.models import file_sha256
 from honed.errors import UserError
 from honed.export.package import MANIFEST, Package, load_package
 from honed.serve.auth import KeyCheck, RateLimiter
@@ -39,16 +38,11 @@ class Server:
 
 
 def _package_primary(pkg: Package, quant: str | None) -> tuple[str, str]:
-    """(gguf path, model id) of the rung to serve, refusing a file whose sha256 differs from the manifest."""
-    gguf = pkg.gguf(quant)
-    if not gguf.is_file():
-        raise UserError(f"{pkg.root}: the manifest names {gguf.name}, which is not in the package; run "
-                        f"`honed verify {pkg.root}`")
-    rel = gguf.relative_to(pkg.root).as_posix()
-    expected = pkg.manifest.files.get(rel)
-    if expected and file_sha256(gguf) != expected:
-        raise UserError(f"{gguf}: sha256 differs from the package manifest; the file changed since export. "
-                        f"Run `honed verify {pkg.root}` before serving it")
+    """(gguf path, model id) of the rung to serve, through verify's checked path: a rung outside the package, not
+    listed in the manifest's `files`, or whose bytes (re-hashed, never the sha256 cache) differ is refused."""
+    from honed.export.verify import package_gguf
+
+    gguf = package_gguf(pkg, quant)
     return str(gguf), gguf.stem
 
 
