@@ -68,32 +68,37 @@ def test_ladder_markdown_marks_the_recommended_rung() -> None:
     assert "100%" in md
 
 
+BOUND = {"adapter_sha256": "a" * 64, "test_items_sha256": "t" * 64}
+"""What read_gate is told the run holds now; `_gate` writes a gate.json bound to it."""
+
+
 def _gate(run: Path, status: str) -> None:
     run.mkdir(exist_ok=True)
     (run / "gate.json").write_text(json.dumps({
-        "status": status, "threshold": 0.5, "primary_metric": "macro_f1",
+        "status": status, "threshold": 0.5, "primary_metric": "macro_f1", "limited": False, "n_items": 12,
+        "n_test": 12, **BOUND,
         "checks": [{"name": "improvement", "passed": status == "PASS", "detail": "tuned 0.40 vs base 0.45"},
                    {"name": "collapse", "passed": True, "detail": "fine"}]}))
 
 
 def test_missing_gate_refused_unless_forced(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="run `honed gate"):
-        read_gate(tmp_path, force=False)
-    gate, entry = read_gate(tmp_path, force=True)
+        read_gate(tmp_path, force=False, **BOUND)
+    gate, entry = read_gate(tmp_path, force=True, **BOUND)
     assert gate is None and entry["forced"] is True and entry["overrode"] == "no gate run"
 
 
 def test_failed_gate_refused_with_its_failed_checks_and_force_recorded(tmp_path: Path) -> None:
     _gate(tmp_path, "FAIL")
     with pytest.raises(UserError) as exc:
-        read_gate(tmp_path, force=False)
+        read_gate(tmp_path, force=False, **BOUND)
     assert "gate FAILED" in str(exc.value) and "improvement: tuned 0.40 vs base 0.45" in str(exc.value)
     assert "collapse" not in str(exc.value)
-    _, entry = read_gate(tmp_path, force=True)
+    _, entry = read_gate(tmp_path, force=True, **BOUND)
     assert entry == {**entry, "forced": True, "overrode": "FAIL", "failed_checks": ["improvement"]}
 
 
 def test_passed_gate_is_not_forced(tmp_path: Path) -> None:
     _gate(tmp_path, "PASS")
-    _, entry = read_gate(tmp_path, force=True)
+    _, entry = read_gate(tmp_path, force=True, **BOUND)
     assert entry["forced"] is False and "overrode" not in entry and entry["threshold"] == 0.5

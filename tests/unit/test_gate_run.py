@@ -156,9 +156,10 @@ def test_cli_errors_are_one_line_exit_2(tmp_path: Path, honed_home: Path) -> Non
 
 
 def _planted_run(tmp_path: Path, task: Task, base_answer, tuned_answer, nll: tuple[float, float] = (2.0, 2.1),
-                 trained_sha: str | None = None) -> Path:
+                 trained_sha: str | None = None, limit: int | None = None) -> Path:
     """A tune-like run folder whose evaluations were already recorded (planted answers): gate() runs end to end
-    from the re-gate cache, without a model. The 'model file' is any file: only its sha256 is read."""
+    from the re-gate cache, without a model. The 'model file' is any file: only its sha256 is read. With `limit`,
+    the evaluations of the first `limit` items are recorded too (for `gate(run, limit=...)`)."""
     from honed.backends.models import file_sha256
 
     tmp_path.mkdir(parents=True, exist_ok=True)
@@ -176,12 +177,19 @@ def _planted_run(tmp_path: Path, task: Task, base_answer, tuned_answer, nll: tup
     base = cache.Side(_run(task, base_answer, store), {"mean_nll": nll[0], "n_prompts": 40}, None)
     tuned = cache.Side(_run(task, tuned_answer, store), {"mean_nll": nll[1], "n_prompts": 40}, None)
     cache.save(run, cache.fingerprint(task, file_sha256(model), run / "best", items), base, tuned)
+    if limit is not None:
+        part = items[:limit]
+        sides = [cache.Side(evaluate(task, _answers({r["text"]: answer(r) for r in ROWS}), "test", items=part,
+                                     store=store), {"mean_nll": v, "n_prompts": 40}, None)
+                 for answer, v in ((base_answer, nll[0]), (tuned_answer, nll[1]))]
+        cache.save(run, cache.fingerprint(task, file_sha256(model), run / "best", part), *sides)
     return run
 
 
 CONTRACT = {"status", "created", "run_id", "task", "task_dir", "primary_metric", "split", "n_items", "base", "tuned",
             "relative_improvement", "relative_improvement_ci", "difference", "difference_ci", "p_value",
-            "min_relative_improvement", "threshold", "min_value", "prompt", "checks", "vs_arm"}
+            "min_relative_improvement", "threshold", "min_value", "prompt", "checks", "vs_arm", "n_test", "limited",
+            "test_items_sha256", "adapter_sha256"}
 
 
 def test_gate_end_to_end_pass_writes_the_contract(tmp_path: Path, task: Task) -> None:
@@ -201,6 +209,13 @@ def test_gate_end_to_end_pass_writes_the_contract(tmp_path: Path, task: Task) ->
     assert doc["difference_ci"][0] > 0 and doc["n_items"] == 12 and doc["vs_arm"] is None
     assert doc["base"]["model_sha256"] and doc["tuned"]["adapter"] == str(run / "best")
     assert doc["checks"][1]["base_nll"] == 2.0 and doc["checks"][1]["tuned_nll"] == 2.1
+    # bound to what it gated: the whole locked test and best/ as it was evaluated
+    from honed.backends.transformers import adapter_sha256
+    from honed.task.data import items_hash
+
+    assert (doc["limited"], doc["n_test"]) == (False, 12)
+    assert doc["test_items_sha256"] == items_hash(load_items(task, "test"))
+    assert doc["adapter_sha256"] == adapter_sha256(run / "best")
 
 
 def test_gate_fails_collapse_forgetting_and_latency(tmp_path: Path) -> None:
@@ -267,3 +282,81 @@ def test_cli_exit_codes_and_json(tmp_path: Path, task: Task, honed_home: Path) -
     fail = subprocess.run([sys.executable, "-m", "honed", "gate", str(bad), "--json"], capture_output=True,
                           text=True, env=env, check=False)
     assert fail.returncode == 1 and json.loads(fail.stdout)["status"] == "FAIL"
+
+
+def _export_refusal(run: Path) -> str:
+    """The UserError `honed export` raises for this run, before it merges anything."""
+    from honed.export.export import export
+
+    with pytest.raises(UserError) as err:
+        export(run)
+    return str(err.value)
+
+
+def _bound_entry(run: Path, task: Task, force: bool = False) -> dict:
+    """read_gate with the hashes export computes for the run as it is now."""
+    from honed.backends.transformers import adapter_sha256
+    from honed.export.export import read_gate
+    from honed.task.data import items_hash
+
+    return read_gate(run, force, adapter_sha256=adapter_sha256(run / "best"),
+                     test_items_sha256=items_hash(load_items(task, "test")))[1]
+
+
+def test_export_refuses_a_gate_run_with_limit(tmp_path: Path, task: Task, honed_home: Path) -> None:
+    from honed.gate import gate
+
+    run = _planted_run(tmp_path, task, lambda r: "NONE", lambda r: r["expected"], limit=5)
+    doc = gate(run, limit=5).doc
+    # a PASS on 5 items (base 1 of 5 right on NONE, tuned 5 of 5): a real verdict, but on a part of the test
+    assert doc["status"] == "PASS" and (doc["limited"], doc["n_items"], doc["n_test"]) == (True, 5, 12)
+    gate_file = run.resolve() / "gate.json"
+    assert _export_refusal(run) == (
+        f"{gate_file}: not a verdict on this run as it is now (it ran on 5 of 12 test items (--limit)); re-run "
+        f"`honed gate {run.resolve()}` (or export anyway with --force, recorded in the package)")
+    env = {**os.environ, "HONED_HOME": str(honed_home), "COLUMNS": "400"}
+    cli = subprocess.run([sys.executable, "-m", "honed", "export", str(run)], capture_output=True, text=True,
+                         env=env, check=False)
+    lines = [line for line in cli.stderr.splitlines() if line.strip()]
+    assert cli.returncode == 2 and len(lines) == 1 and "it ran on 5 of 12 test items (--limit)" in lines[0]
+    forced = _bound_entry(run, task, force=True)
+    assert (forced["forced"], forced["overrode"]) == (True, "a gate not bound to this run")
+    assert forced["unbound"] == ["it ran on 5 of 12 test items (--limit)"]
+    # control: the same run gated on the whole test is bound, and export would go on
+    assert gate(run).doc["limited"] is False
+    entry = _bound_entry(run, task)
+    assert entry["forced"] is False and "unbound" not in entry and "overrode" not in entry
+
+
+def test_export_refuses_a_gate_whose_adapter_or_test_changed(tmp_path: Path, task: Task) -> None:
+    from honed.backends.transformers import adapter_sha256
+    from honed.gate import gate
+
+    run = _planted_run(tmp_path, task, lambda r: "NONE", lambda r: r["expected"])
+    gated = gate(run).doc["adapter_sha256"]
+    assert _bound_entry(run, task)["forced"] is False  # control: untouched, the gate vouches for the run
+    (run / "best" / "adapter_config.json").write_text('{"r": 16}')  # best/ replaced after the gate
+    now = adapter_sha256(run / "best")
+    assert now != gated
+    assert _export_refusal(run) == (
+        f"{run.resolve() / 'gate.json'}: not a verdict on this run as it is now (it gated adapter {gated[:12]}… but "
+        f"best/ is now {now[:12]}…); re-run `honed gate {run.resolve()}` (or export anyway with --force, recorded "
+        "in the package)")
+    (run / "best" / "adapter_config.json").write_text('{"r": 8}')  # back to what was gated
+    assert _bound_entry(run, task)["forced"] is False
+    # the test set edited after the gate (no lock in this task, so only the gate's hash can tell)
+    test = task.split_path("test")
+    test.write_text(test.read_text().replace('"id": "i0", "text": "message 0"', '"id": "i0", "text": "message 00"'))
+    assert "it gated test items " in _export_refusal(run) and "but the task's locked test is now" in _export_refusal(run)
+
+
+def test_export_refuses_a_gate_that_recorded_no_binding(tmp_path: Path, task: Task) -> None:
+    from honed.gate import gate
+
+    run = _planted_run(tmp_path, task, lambda r: "NONE", lambda r: r["expected"])
+    doc = gate(run).doc
+    for key in ("limited", "n_test", "adapter_sha256", "test_items_sha256"):
+        del doc[key]
+    (run / "gate.json").write_text(json.dumps(doc))  # a gate.json written before gates were bound
+    assert ("(it does not say whether it ran on the whole test set (a gate from before honed recorded it); it "
+            "records no adapter sha256; it records no test set hash)") in _export_refusal(run)

@@ -49,8 +49,33 @@ def _safe(text: str) -> str:
     return _SAFE.sub("-", text).strip("-") or "model"
 
 
-def read_gate(run: Path, force: bool) -> tuple[dict[str, Any] | None, dict[str, Any]]:
-    """(gate.json or None, the manifest's `gate` entry). Refuses a missing or failed gate unless forced."""
+def gate_binding_problems(gate: dict[str, Any], adapter_sha256: str, test_items_sha256: str) -> list[str]:
+    """Why a gate.json is not a verdict on this run as it is now: a partial (`--limit`) gate, another adapter than
+    best/, another test set than the task's locked one, or a gate that recorded none of these. Empty when bound."""
+    problems = []
+    if gate.get("limited") is not False:
+        if gate.get("limited"):
+            problems.append(f"it ran on {gate.get('n_items')} of {gate.get('n_test')} test items (--limit)")
+        else:
+            problems.append("it does not say whether it ran on the whole test set (a gate from before honed "
+                            "recorded it)")
+    gated_adapter, gated_test = gate.get("adapter_sha256"), gate.get("test_items_sha256")
+    if not gated_adapter:
+        problems.append("it records no adapter sha256")
+    elif gated_adapter != adapter_sha256:
+        problems.append(f"it gated adapter {str(gated_adapter)[:12]}… but best/ is now {adapter_sha256[:12]}…")
+    if not gated_test:
+        problems.append("it records no test set hash")
+    elif gated_test != test_items_sha256:
+        problems.append(f"it gated test items {str(gated_test)[:12]}… but the task's locked test is now "
+                        f"{test_items_sha256[:12]}…")
+    return problems
+
+
+def read_gate(run: Path, force: bool, *, adapter_sha256: str, test_items_sha256: str
+              ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """(gate.json or None, the manifest's `gate` entry). Refuses, unless forced, a missing or failed gate and a gate
+    that is not about this run as it is now (`gate_binding_problems`: limited, another adapter or test set)."""
     path = run / GATE_FILE
     if not path.is_file():
         if not force:
@@ -60,17 +85,25 @@ def read_gate(run: Path, force: bool) -> tuple[dict[str, Any] | None, dict[str, 
     try:
         gate = json.loads(path.read_text(encoding="utf-8"))
         status = gate["status"]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError, ValueError) as exc:
         raise UserError(f"{path}: not a gate document ({exc}); re-run `honed gate {run}`") from None
     failed = [c for c in gate.get("checks", []) if not c.get("passed")]
     if status != "PASS" and not force:
         listing = "; ".join(f"{c.get('name')}: {c.get('detail', '')}" for c in failed) or "no check passed"
         raise UserError(f"{run}: the gate FAILED ({listing}); export refused — fix the fine-tune, or ship it anyway "
                         "with --force (recorded in the package manifest)")
+    unbound = gate_binding_problems(gate, adapter_sha256, test_items_sha256)
+    if unbound and not force:
+        raise UserError(f"{path}: not a verdict on this run as it is now ({'; '.join(unbound)}); re-run "
+                        f"`honed gate {run}` (or export anyway with --force, recorded in the package)")
     # the whole gate.json (usage.md and benchmarks.md read its CIs and eval runs) plus the override, if any
-    entry = {**gate, "forced": status != "PASS", "failed_checks": [c.get("name") for c in failed]}
+    entry = {**gate, "forced": status != "PASS" or bool(unbound), "failed_checks": [c.get("name") for c in failed]}
     if status != "PASS":
         entry["overrode"] = status
+    elif unbound:
+        entry["overrode"] = "a gate not bound to this run"
+    if unbound:
+        entry["unbound"] = unbound
     return gate, entry
 
 
@@ -201,7 +234,11 @@ def export(run: Path, *, out: Path | None = None, quants: list[str] | None = Non
     run = Path(run).resolve()
     timings: dict[str, float] = {}
     tune_manifest, task, adapter = read_tune_run(run)
-    gate, gate_entry = read_gate(run, force)
+    from honed.backends.transformers import adapter_sha256
+
+    a_sha = adapter_sha256(adapter)
+    test_items = load_items(task, "test")  # verifies the lock: a package must not carry an edited test set
+    gate, gate_entry = read_gate(run, force, adapter_sha256=a_sha, test_items_sha256=items_hash(test_items))
     quants = list(quants) if quants is not None else list(DEFAULT_QUANTS)
     from honed.export.quantize import QUANT_TYPES
 
@@ -209,13 +246,9 @@ def export(run: Path, *, out: Path | None = None, quants: list[str] | None = Non
     if bad:
         raise UserError(f"--quants: unknown {', '.join(bad)}; expected some of {', '.join(QUANT_TYPES)}")
     user_mf = mfm.parse_modelfile(Path(modelfile)) if modelfile is not None else None
-    test_items = load_items(task, "test")  # verifies the lock: a package must not carry an edited test set
     anchors = test_items[:n_anchors]
     base = tune_manifest["base_model"]
     base_ref = _base_ref(base)
-    from honed.backends.transformers import adapter_sha256
-
-    a_sha = adapter_sha256(adapter)
     version = _safe(version) if version else a_sha[:8]
     name = f"{_safe(task.name)}-{_base_label(str(base['name']))}-{version}"
     out = Path(out).resolve() if out else run / "package"
@@ -327,4 +360,4 @@ def export(run: Path, *, out: Path | None = None, quants: list[str] | None = Non
     return load_package(out)
 
 
-__all__ = ["DEFAULT_QUANTS", "export", "read_gate"]
+__all__ = ["DEFAULT_QUANTS", "export", "gate_binding_problems", "read_gate"]

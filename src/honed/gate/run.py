@@ -24,7 +24,7 @@ from honed.gate.arm import compare_arm, load_arm
 from honed.gate.cache import Side
 from honed.gate.forgetting import load_general_check, reference_nll
 from honed.store import Store, write_json_atomic
-from honed.task.data import Item
+from honed.task.data import Item, items_hash
 from honed.task.spec import Task
 
 GATE_FILE = "gate.json"
@@ -119,7 +119,10 @@ def gate(run: Path, *, vs: Path | None = None, limit: int | None = None, store: 
 
     `vs`: an eval or bake-off arm run folder on the same test items, compared pair by pair (it fails the gate
     only when that arm is significantly better). `limit`: only the first N test items (quick looks; the verdict
-    on a few items is honest but weak: the CI says how weak).
+    on a few items is honest but weak: the CI says how weak; `limited: true` in gate.json, and export refuses it).
+
+    gate.json records what it gated — `adapter_sha256` (best/ as evaluated), `test_items_sha256` and `n_test` (the
+    full locked test), `limited` — so `honed export` can refuse a verdict that is not about the run it exports.
     """
     from honed.task.data import load_items
     from honed.train.validate import expected_top_share
@@ -127,9 +130,8 @@ def gate(run: Path, *, vs: Path | None = None, limit: int | None = None, store: 
     say = on_stage or (lambda _msg: None)
     run = Path(run)
     manifest, task, adapter = read_tune_run(run)
-    items = load_items(task, "test")  # verifies the test lock: a gate on an edited test set is no gate
-    if limit is not None:
-        items = items[:limit]
+    all_items = load_items(task, "test")  # verifies the test lock: a gate on an edited test set is no gate
+    items = all_items[:limit] if limit is not None else all_items
     if not items:
         raise UserError(f"{task.split_path('test')}: the test split is empty: nothing to gate on")
     arm = load_arm(Path(vs), task, items) if vs is not None else None  # before the slow part: fail fast
@@ -188,6 +190,8 @@ def gate(run: Path, *, vs: Path | None = None, limit: int | None = None, store: 
         return {"value": value, "ci": _ci(s.result, stat, len(items), metric, n_resamples),
                 "p95_ms": s.result.doc["latency_ms"]["p95"], "eval_run_dir": str(s.result.run_dir)}
 
+    from honed.backends.transformers import adapter_sha256
+
     doc: dict[str, Any] = {
         "status": checks.verdict(gate_checks),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -197,6 +201,11 @@ def gate(run: Path, *, vs: Path | None = None, limit: int | None = None, store: 
         "primary_metric": metric,
         "split": "test",
         "n_items": len(items),
+        # what this verdict is about: export refuses it for another adapter, another test set or a partial look
+        "n_test": len(all_items),
+        "limited": len(items) < len(all_items),
+        "test_items_sha256": items_hash(all_items),
+        "adapter_sha256": adapter_sha256(adapter),
         "base": {"model": base_info["name"], "model_sha256": model_sha, **side(base, stat_b, imp["base"])},
         "tuned": {"model": base_info["name"], "adapter": str(adapter), **side(tuned, stat_t, imp["tuned"])},
         "relative_improvement": imp["relative_improvement"],
