@@ -8,6 +8,7 @@ break the recursive code that later walks the value (scorers, schema checks). Al
 from __future__ import annotations
 
 import json
+import re
 import sys
 from typing import Any
 
@@ -55,3 +56,27 @@ def json_object(raw: str, where: str, what: str = "each line must be one JSON ob
     if not isinstance(obj, dict):
         raise DataError(f"{where}: expected a JSON object, got {type(obj).__name__}; {what}")
     return obj
+
+
+def _line_of(text: str, pos: int) -> int:
+    return text.count("\n", 0, pos) + 1
+
+
+def json_document(text: str, path: str, what: str) -> Any:
+    """Parse a whole JSON file's text (`path` names it); like `json_value`, but each error names the line."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg} at column {exc.colno}); {what}") from None
+    except RecursionError:
+        raise DataError(f"{path}: JSON nested more than {MAX_JSON_DEPTH} levels deep; {what}") from None
+    except ValueError as exc:
+        limit = sys.get_int_max_str_digits()
+        long = re.search(rf"\d{{{limit + 1},}}", text) if "integer string conversion" in str(exc) else None
+        if long is None:
+            raise DataError(f"{path}: not valid JSON ({exc}); {what}") from None
+        raise DataError(f"{path}:{_line_of(text, long.start())}: an integer longer than {limit} digits, more than "
+                        f"Python reads (write it as a string); {what}") from None
+    if isinstance(value, (dict, list)) and _too_deep(value, MAX_JSON_DEPTH):
+        raise DataError(f"{path}: JSON nested more than {MAX_JSON_DEPTH} levels deep; {what}")
+    return value

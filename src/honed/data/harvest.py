@@ -32,7 +32,6 @@ from __future__ import annotations
 import json
 import random
 import re
-import tomllib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -46,6 +45,7 @@ from honed.data.dedup import DEFAULT_THRESHOLD, NearDuplicateIndex, content_hash
 from honed.data.io import input_fields
 from honed.data.lock import read_lock
 from honed.data.logs import LogRecord, read_log
+from honed.data.reader import read_toml_file
 from honed.data.split import stratum
 from honed.errors import DataError
 from honed.task.data import Item, _check_expected, load_items
@@ -71,6 +71,9 @@ def parse_condition(text: str) -> tuple[tuple[str, str, Any], ...]:
             value = json.loads(raw)
         except json.JSONDecodeError:
             raise ValueError(f'clause {part!r}: value {raw} is not JSON (quote strings: "NONE")') from None
+        except (ValueError, RecursionError):  # a 5000-digit integer, nesting deeper than the parser recurses
+            raise ValueError(f"clause {name} {op} …: the value is a number too long or nesting too deep to read; "
+                             "expected a short JSON value") from None
         if op in ("<", "<=", ">", ">=") and not _number(value):
             raise ValueError(f"clause {part!r}: {op} needs a number")
         clauses.append((name, op, value))
@@ -146,12 +149,10 @@ class HarvestRules(BaseModel):
 
 def load_rules(path: Path) -> HarvestRules:
     """Read a rules TOML file; every problem is reported with its key."""
-    try:
-        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{path}: rules file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise DataError(f"{path}: not valid TOML: {exc}") from None
+    if not Path(path).is_file():
+        raise DataError(f"{path}: rules file not found")
+    # bounded: a non-UTF-8 byte, an endless line or a 5000-digit integer is one error naming the line
+    raw = read_toml_file(Path(path), "expected harvest rules: rule tables with when, use and label")
     return _validate(raw, str(path))
 
 
@@ -189,6 +190,9 @@ def parse_rule(spec: str) -> Rule:
             raw["label"] = json.loads(value)
         except json.JSONDecodeError:
             raw["label"] = value
+        except (ValueError, RecursionError):
+            raise DataError(f"--rule {spec[:60]!r}…: label is a number too long or nesting too deep to read; "
+                            "expected a short JSON value") from None
     return _validate({"rule": [raw]}, f"--rule {spec!r}").rules[0]
 
 

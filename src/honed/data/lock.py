@@ -15,7 +15,6 @@ the hash of its input fields and the hash of input + answer. Then:
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from honed.data.dedup import DEFAULT_THRESHOLD, NearDuplicateIndex, content_hash, item_text
+from honed.data.reader import read_json_file
 from honed.errors import DataError, TaskError
 from honed.store import canonical_json, write_json_atomic
 from honed.task.data import Item, items_hash
@@ -68,16 +68,17 @@ def read_lock(task: Task) -> Lock | None:
         return None
     if not path.exists():
         return None
+    fix = (f"restore it from version control, or delete it and re-lock with `honed data split {task.root} "
+           "--relock`")
+    doc = read_json_file(path, fix)  # bounded: non-UTF-8, a huge integer or an endless line is one error
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(doc, dict):
+            raise TypeError(f"expected a JSON object, got {type(doc).__name__}")
         if doc.get("honed_lock") != LOCK_VERSION:
             raise ValueError(f"unknown lock version {doc.get('honed_lock')!r}")
         items = {str(e["id"]): (str(e["input_sha256"]), str(e["item_sha256"])) for e in doc["items"]}
     except (ValueError, KeyError, TypeError) as exc:
-        raise DataError(
-            f"{path}: not a valid honed lock manifest ({exc}); restore it from version control, or "
-            f"delete it and re-lock with `honed data split {task.root} --relock`"
-        ) from None
+        raise DataError(f"{path}: not a valid honed lock manifest ({exc}); {fix}") from None
     return Lock(path, str(doc.get("created", "")), items)
 
 

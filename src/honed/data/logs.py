@@ -19,7 +19,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from honed.data.dedup import content_hash
+from honed.data.reader import read_lines
 from honed.errors import DataError
+from honed.jsonl import json_object
 
 Signal = bool | int | float | str | None
 
@@ -108,33 +110,35 @@ def _describe(exc: ValidationError) -> str:
 
 
 def read_log(path: Path, skipped: list[str] | None = None) -> Iterator[tuple[int, LogRecord]]:
-    """(line, record) for each line of a request log.
+    """(line, record) for each line of a request log, read through the bounded reader (`honed.data.reader`).
 
-    A malformed line stops the read with its file, line and field. The one exception is an unparseable last
-    line with no newline: a write cut short by a crash, which is skipped and noted in `skipped`.
+    A malformed line — bad JSON, not UTF-8, longer than 1 MiB, a 5000-digit integer, nesting too deep, a wrong
+    field — stops the read with its file, line and what is wrong. The one exception is an unparseable last line
+    with no newline: a write cut short by a crash, which is skipped and noted in `skipped`.
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: request log not found")
-    with path.open(encoding="utf-8") as fh:
-        lines = fh.readlines()
-    for lineno, raw in enumerate(lines, 1):
+    what = "each line of a request log is one JSON object"
+    lines = read_lines(path)
+    current = next(lines, None)
+    while current is not None:
+        following = next(lines, None)  # one line ahead: only the last line may be a write cut short
+        lineno, raw = current
+        current = following
         if not raw.strip():
             continue
         where = f"{path}:{lineno}"
-        try:
-            obj = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            if lineno == len(lines) and not raw.endswith("\n"):
+        if following is None and not raw.endswith("\n"):
+            try:
+                json.loads(raw)
+            except json.JSONDecodeError:
                 if skipped is not None:
                     skipped.append(f"{where}: incomplete last line (a write cut short), skipped")
                 return
-            raise DataError(
-                f"{where}: not valid JSON ({exc.msg} at column {exc.colno}); each line of a request "
-                "log is one JSON object"
-            ) from None
-        if not isinstance(obj, dict):
-            raise DataError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+            except (ValueError, RecursionError):
+                pass  # not a torn write: json_object below names what is wrong
+        obj = json_object(raw, where, what)
         try:
             record = LogRecord.model_validate(obj)
         except ValidationError as exc:

@@ -1,27 +1,35 @@
-"""Reading JSONL and CSV/TSV files, bounded: every bad input is one DataError naming the file and the line.
+"""Reading JSONL, CSV/TSV, JSON and TOML files, bounded: every bad input is one DataError naming the file and the
+line.
 
-The one reader behind the task's items (`honed.task.data.load_items`) and imports (`honed.data.io`). It refuses,
-instead of raising a traceback or reading without end:
+The one reader behind the task's items (`honed.task.data.load_items`), imports (`honed.data.io`), request logs
+(`honed.data.logs`), the test lock, harvest rules and a package's anchors. It refuses, instead of raising a
+traceback or reading without end:
 - bytes that are not UTF-8 (a BOM at the start is fine);
 - a line longer than `MAX_LINE_BYTES` — found after reading that many bytes, never the whole line;
 - what `honed.jsonl` refuses in a JSON line: bad JSON, an integer over 4300 digits, nesting over 64 levels;
-- a CSV cell larger than the csv module's field limit (128 KiB by default).
+- a CSV cell larger than the csv module's field limit (128 KiB by default);
+- a whole JSON or TOML file over `MAX_DOCUMENT_BYTES`, and in TOML an integer too long to convert.
 """
 
 from __future__ import annotations
 
 import codecs
 import csv
+import re
+import sys
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from honed.errors import DataError
-from honed.jsonl import json_object
+from honed.jsonl import json_document, json_object
 
 MAX_LINE_BYTES = 1 << 20
 """The longest line read, 1 MiB. A task item is a few KB; a longer line is a wrong file (a minified dump, a
 binary) more often than data, and reading it whole would hold it all in memory first."""
+MAX_DOCUMENT_BYTES = 64 << 20
+"""The largest whole JSON or TOML file read (a test lock of 100k items is ~20 MiB)."""
 
 
 def read_lines(path: Path) -> Iterator[tuple[int, str]]:
@@ -78,3 +86,38 @@ def read_csv(path: Path, delimiter: str = ",") -> Iterator[tuple[int, dict[str, 
             raise DataError(f"{path}:{reader.line_num}: a cell longer than {limit} characters ({limit >> 10} KiB), "
                             "the most a CSV cell may hold; expected short cells (is a quote left open?)") from None
         raise DataError(f"{path}:{reader.line_num}: not a valid CSV row ({exc})") from None
+
+
+def read_text(path: Path, max_bytes: int = MAX_DOCUMENT_BYTES) -> str:
+    """A whole UTF-8 text file, read through `read_lines` (so each line is bounded too), at most `max_bytes`."""
+    parts: list[str] = []
+    size = 0
+    for lineno, text in read_lines(path):
+        size += len(text)
+        if size > max_bytes:
+            raise DataError(f"{path}:{lineno}: file larger than {max_bytes >> 20} MiB, the most honed reads of one "
+                            "JSON or TOML document")
+        parts.append(text)
+    return "".join(parts)
+
+
+def read_json_file(path: Path, what: str) -> Any:
+    """One JSON document (a lock file, a manifest), bounded; `what` ends every error message."""
+    return json_document(read_text(path), str(path), what)
+
+
+def read_toml_file(path: Path, what: str) -> dict[str, Any]:
+    """One TOML document, bounded; `what` ends every error message."""
+    text = read_text(path)
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise DataError(f"{path}: not valid TOML: {exc}; {what}") from None
+    except RecursionError:
+        raise DataError(f"{path}: arrays or tables nested too deep for the TOML parser; {what}") from None
+    except ValueError as exc:  # tomllib int()s a 5000-digit integer and lets Python's ValueError out
+        limit = sys.get_int_max_str_digits()
+        long = re.search(rf"\d{{{limit + 1},}}", text)
+        where = f"{path}:{text.count(chr(10), 0, long.start()) + 1}" if long else str(path)
+        raise DataError(f"{where}: an integer longer than {limit} digits, more than Python reads; {what}"
+                        if long else f"{where}: not valid TOML ({exc}); {what}") from None

@@ -24,7 +24,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from honed.backends.models import file_sha256
-from honed.errors import UserError
+from honed.errors import DataError, UserError
 from honed.store import write_json_atomic
 
 MANIFEST = "manifest.json"
@@ -113,17 +113,17 @@ class Package:
         raise UserError(f"{self.root}: no {want} rung in this package (it has {have})")
 
     def anchors(self) -> list[Anchor]:
+        """The anchor items, read through the bounded reader: a hostile line is one DataError naming its line."""
+        from honed.data.reader import read_jsonl
+
         path = self.root / ANCHORS
+        what = 'expected one {"id", "inputs", "expected", "answer"} object per line'
         out = []
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
+        for n, row in read_jsonl(path, what):
             try:
-                row = json.loads(line)
                 out.append(Anchor(str(row["id"]), dict(row["inputs"]), row["expected"], row.get("answer")))
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                raise UserError(f"{path}:{n}: bad anchor line ({exc}); expected "
-                                '{"id", "inputs", "expected", "answer"}') from None
+            except (KeyError, TypeError, ValueError) as exc:
+                raise DataError(f"{path}:{n}: bad anchor line ({type(exc).__name__}: {exc}); {what}") from None
         return out
 
 
