@@ -20,6 +20,7 @@ from honed.gate.forgetting import load_general_check
 from honed.store import Store
 from honed.task.data import load_items
 from honed.task.spec import Task, load_task
+from honed.train.status import write_status
 from tests.conftest import CLASSIFY_TOML, write_task
 
 pytestmark = pytest.mark.unit
@@ -67,6 +68,9 @@ def test_read_tune_run_errors(tmp_path: Path, task: Task) -> None:
         read_tune_run(run)
     (run / "manifest.json").write_text(json.dumps({"task_dir": str(tmp_path / "gone"),
                                                    "base_model": {"name": "smollm2-135m"}}))
+    with pytest.raises(UserError, match=r"never finished \(no summary.json: the process was killed"):
+        read_tune_run(run)
+    (run / "summary.json").write_text('{"status": "complete"}')
     with pytest.raises(UserError, match="does not exist any more"):
         read_tune_run(run)
     (run / "manifest.json").write_text(json.dumps({"task_dir": str(task.root), "base_model": {"name": "m"}}))
@@ -168,6 +172,8 @@ def _planted_run(tmp_path: Path, task: Task, base_answer, tuned_answer, nll: tup
     run = tmp_path / "run"
     (run / "best").mkdir(parents=True)
     (run / "best" / "adapter_config.json").write_text('{"r": 8}')
+    write_status(run, "complete")
+    (run / "summary.json").write_text('{"status": "complete"}')
     (run / "manifest.json").write_text(json.dumps({
         "run_id": "run-1", "task_dir": str(task.root),
         "base_model": {"name": "m", "path": str(model), "sha256": trained_sha or file_sha256(model),
@@ -360,3 +366,34 @@ def test_export_refuses_a_gate_that_recorded_no_binding(tmp_path: Path, task: Ta
     (run / "gate.json").write_text(json.dumps(doc))  # a gate.json written before gates were bound
     assert ("(it does not say whether it ran on the whole test set (a gate from before honed recorded it); it "
             "records no adapter sha256; it records no test set hash)") in _export_refusal(run)
+
+
+def test_a_run_that_never_finished_cannot_be_gated_or_exported(tmp_path: Path, task: Task, honed_home: Path) -> None:
+    """The state a SIGKILL leaves (status.json still "running", no summary.json, a best/ from an early pass):
+    refused by gate and export alike, naming --resume. The real kill is tests/integration/test_tune_resume.py."""
+    from honed.gate import gate
+
+    run = _planted_run(tmp_path, task, lambda r: "NONE", lambda r: r["expected"])
+    assert gate(run).passed  # control: finished, it gates
+    write_status(run, "running")
+    doc = json.loads((run / "status.json").read_text())
+    doc["pid"] = 2 ** 22 + 12345  # beyond any pid_max: the process that wrote it is gone
+    (run / "status.json").write_text(json.dumps(doc))
+    (run / "summary.json").unlink()
+    message = (f"{run}: the tune run never finished (status.json still says 'running': the process was killed or "
+               f"crashed before the end); gate and export take a finished run: continue it with "
+               f"`honed tune --resume {run}`")
+    with pytest.raises(UserError) as err:
+        gate(run)
+    assert str(err.value) == message
+    assert _export_refusal(run) == message.replace(str(run), str(run.resolve()))
+    env = {**os.environ, "HONED_HOME": str(honed_home), "COLUMNS": "400"}
+    for command in ("gate", "export"):
+        cli = subprocess.run([sys.executable, "-m", "honed", command, str(run)], capture_output=True, text=True,
+                             env=env, check=False)
+        lines = [line for line in cli.stderr.splitlines() if line.strip()]
+        assert cli.returncode == 2 and len(lines) == 1 and "never finished" in lines[0], (command, cli.stderr)
+    doc["pid"] = os.getppid()  # a live process (pytest's parent) that is not us: still running
+    (run / "status.json").write_text(json.dumps(doc))
+    with pytest.raises(UserError, match=rf"the tune run is still running \(pid {os.getppid()}, status.json: running\)"):
+        gate(run)

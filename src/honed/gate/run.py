@@ -67,6 +67,12 @@ def read_tune_run(run: Path) -> tuple[dict[str, Any], Task, Path]:
     if missing or not isinstance(manifest.get("base_model"), dict) or "name" not in manifest["base_model"]:
         raise UserError(f"{mpath}: not a tune manifest (expected keys task_dir and base_model{{name, path, "
                         f"sha256}}; missing: {', '.join(missing) or 'base_model.name'})")
+    from honed.train.status import unfinished_reason
+
+    why = unfinished_reason(run)  # a killed run's best/ is whatever its last validation pass left: never ship it
+    if why:
+        raise UserError(f"{run}: the tune run {why}; gate and export take a finished run: continue it with "
+                        f"`honed tune --resume {run}`")
     task_dir = Path(manifest["task_dir"])
     if not task_dir.exists():
         raise UserError(f"{mpath}: task_dir {task_dir} does not exist any more (gate and export need the task "

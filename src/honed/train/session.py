@@ -7,12 +7,14 @@ The recipes themselves (`sft.tune`, `dpo.tune_dpo`) stay flat: prepare → their
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import platform
 import random
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ from honed.task.spec import Task
 from honed.train.config import TuneConfig
 from honed.train.dataset import Encoded, EncodeReport, TemplateInfo, encode, render_prompt, tokenize_text
 from honed.train.distributed import is_main_process
+from honed.train.status import write_status
 from honed.train.validate import ValPass, expected_top_share, run_val_pass
 
 log = logging.getLogger("honed")
@@ -128,6 +131,9 @@ class Session:
     val_prompts: list[list[int]] = field(default_factory=list)
     curves: dict[str, Any] = field(default_factory=dict)
     state: dict[str, Any] = field(default_factory=dict)
+    plan: Any = None
+    """honed's loop's `Plan`, where the run trains through it: then each validation pass also writes `last/`, the
+    checkpoint `honed tune --resume` continues from (`honed.train.resume`)."""
 
     @property
     def best_dir(self) -> Path:
@@ -145,9 +151,12 @@ class Session:
         write_json_atomic(self.run_dir / "manifest.json", self.manifest)
 
 
-def prepare(task: Task, config: TuneConfig, store: Store | None = None) -> Session:
+def prepare(task: Task, config: TuneConfig, store: Store | None = None, *, resume: Path | None = None) -> Session:
     """Load the base for training, check train/serve identity, plan the settings, encode the data, open the run
-    folder (config.json, manifest.json) and wrap the model in a LoRA adapter."""
+    folder (status.json "running", config.json, manifest.json) and wrap the model in a LoRA adapter.
+
+    `resume`: an existing run folder to continue instead of a new one; refused when its data, base model or
+    settings are not what they were (resuming would then continue another training)."""
     try:
         import torch
         from peft import LoraConfig, get_peft_model
@@ -204,14 +213,22 @@ def prepare(task: Task, config: TuneConfig, store: Store | None = None) -> Sessi
     run_store = store or Store()
     label = f"{task.name}-{Path(config.model).name.removesuffix('.gguf')}"
     if is_main_process():
-        run_id, run_dir = run_store.new_run_dir("tune", label)
-        run_store.record_run(run_id, "tune", task.name, config.model, loaded.sha256, run_dir, "running")
+        if resume is None:
+            run_id, run_dir = run_store.new_run_dir("tune", label)
+        else:
+            run_dir = resume
+            run_id = str(json.loads((run_dir / "manifest.json").read_text(encoding="utf-8")).get("run_id")
+                         or run_dir.name)
+        if resume is None:  # a resumed run is marked running once it is known to be the same run (below)
+            write_status(run_dir, "running")  # until finish(): a killed run says so, and gate/export refuse it
+            run_store.record_run(run_id, "tune", task.name, config.model, loaded.sha256, run_dir, "running")
     else:  # under accelerate, the other ranks write to a scratch folder: one run folder, rank 0's
         import tempfile
 
         run_id, run_dir = f"{label}-rank{os.environ.get('RANK')}", Path(tempfile.mkdtemp(prefix="honed-rank-"))
     resolved = {**config.model_dump(), **settings}
-    write_json_atomic(run_dir / "config.json", resolved)
+    if resume is None:
+        write_json_atomic(run_dir / "config.json", resolved)
     import peft
     import transformers
     import trl
@@ -228,6 +245,10 @@ def prepare(task: Task, config: TuneConfig, store: Store | None = None) -> Sessi
         "versions": {"honed": __version__, "python": platform.python_version(), "torch": torch.__version__,
                      "transformers": transformers.__version__, "peft": peft.__version__, "trl": trl.__version__},
     }
+    if resume is not None:
+        manifest = _same_run(run_dir, manifest, resolved)
+        write_status(run_dir, "running")
+        run_store.record_run(run_id, "tune", task.name, config.model, loaded.sha256, run_dir, "running")
     write_json_atomic(run_dir / "manifest.json", manifest)
 
     n_layers = int(getattr(model.config, "num_hidden_layers", 0) or 0)
@@ -248,6 +269,24 @@ def prepare(task: Task, config: TuneConfig, store: Store | None = None) -> Sessi
     s.curves = {"metric": s.metric, "train": [], "val": [], "best_step": None, "alarms": []}
     s.state = {"best": None, "since_best": 0, "collapsed_in_row": 0, "base_general": None}
     return s
+
+
+def _same_run(run_dir: Path, now: dict[str, Any], resolved: dict[str, Any]) -> dict[str, Any]:
+    """The manifest of the run being resumed, after checking that this process would train the same thing."""
+    old = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
+    saved = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    differ = [f"data {k}" for k in ("train_items_sha256", "val_items_sha256")
+              if old.get("data", {}).get(k) != now["data"][k]]
+    if old.get("base_model", {}).get("sha256") != now["base_model"]["sha256"]:
+        differ.append("the base model's sha256")
+    if old.get("prompt") != now["prompt"]:
+        differ.append(f"the prompt ({old.get('prompt')} then, {now['prompt']} now)")
+    differ += [f"setting {k} ({saved.get(k)!r} then, {v!r} now)" for k, v in resolved.items()
+               if canonical_json(saved.get(k)) != canonical_json(v)]
+    if differ:
+        raise UserError(f"{run_dir}: cannot resume: {'; '.join(differ)} changed since the run started, so the rest "
+                        "of it would train something else; start a new run with `honed tune`")
+    return old
 
 
 def prompt_reason(base_task: Task, task: Task, asked: str, items: list[Item], tokenizer: Any,
@@ -312,9 +351,9 @@ def after_step(s: Session, step: int, last: bool, eval_every: int) -> bool:
         return False
     vp = do_val(s, step)
     best = s.state["best"]
-    if best is None or vp.metric > best.metric + config.min_delta:
+    improved = best is None or vp.metric > best.metric + config.min_delta
+    if improved:
         s.state["best"], s.state["since_best"] = vp, 0
-        save_adapter(s.model, s.best_dir)
         s.curves["best_step"] = vp.step
     else:
         s.state["since_best"] += 1
@@ -339,14 +378,25 @@ def after_step(s: Session, step: int, last: bool, eval_every: int) -> bool:
     elif s.state["since_best"] >= config.patience:
         s.state["stopped"], stop = "early_stopping", True
     write_json_atomic(s.run_dir / "curves.json", s.curves)
+    if s.plan is not None:
+        from honed.train.resume import save_checkpoint
+
+        # last/ before best/: a kill between the two leaves a checkpoint that knows this pass was the best, and
+        # resume copies its adapter to best/; the other order could leave a best/ no checkpoint knows of
+        save_checkpoint(s, step)
+    if improved:
+        save_adapter(s.model, s.best_dir)
     return stop
 
 
-def save_adapter(model: Any, dest: Path) -> None:
-    """Write the adapter beside `dest` and rename it into place: a kill mid-save never leaves a torn best/."""
+def save_adapter(model: Any, dest: Path, extra: Callable[[Path], None] | None = None) -> None:
+    """Write the adapter beside `dest` and rename it into place: a kill mid-save never leaves a torn best/.
+    `extra(folder)` writes more files into the folder before it is renamed (a checkpoint's state)."""
     tmp = dest.with_name(f".{dest.name}.partial")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(str(tmp))
+    if extra is not None:
+        extra(tmp)
     old = dest.with_name(f".{dest.name}.old")
     if dest.exists():
         shutil.rmtree(old, ignore_errors=True)
@@ -437,6 +487,10 @@ def finish(s: Session, steps: int, train_loss: float | None, status: str, train_
     (s.run_dir / "curves.html").write_text(curves_html(curves, metric), encoding="utf-8")
     write_json_atomic(s.run_dir / "summary.json", summary)
     shutil.rmtree(s.run_dir / "trainer", ignore_errors=True)
+    if summary["status"] != "interrupted":  # a Ctrl-C'd run may still be resumed; a finished one has no use for it
+        shutil.rmtree(s.run_dir / "last", ignore_errors=True)
+    if is_main_process():
+        write_status(s.run_dir, summary["status"])  # last: only now is the run folder complete
     if is_main_process():
         s.store.record_run(s.run_id, "tune", s.task.name, config.model, s.loaded.sha256, s.run_dir,
                            summary["status"], {"primary_metric": metric, "value": best.metric if best else None})

@@ -18,7 +18,16 @@ from honed.errors import MissingDependency
 from honed.store import Store
 from honed.task.spec import Task
 from honed.train.config import TuneConfig
-from honed.train.session import Collapse, after_step, base_pass, finish, log_train, prepare, replay_rows
+from honed.train.session import (
+    Collapse,
+    Session,
+    after_step,
+    base_pass,
+    finish,
+    log_train,
+    prepare,
+    replay_rows,
+)
 
 
 def sft_args(config: TuneConfig, settings: dict[str, Any], output_dir: str, cuda: bool) -> Any:
@@ -49,7 +58,7 @@ def tune(task: Task, config: TuneConfig, *, store: Store | None = None) -> dict[
         import peft  # noqa: F401
     except ImportError:
         raise MissingDependency("peft", extra="train", why="fine-tuning") from None
-    from honed.train.loop import Plan, train_loop
+    from honed.train.loop import Plan
 
     s = prepare(task, config, store)
     replay = replay_rows(s)
@@ -64,18 +73,29 @@ def tune(task: Task, config: TuneConfig, *, store: Store | None = None) -> dict[
     base = base_pass(s)
     plan = Plan(total=total, warmup_ratio=config.warmup_ratio,
                 budget_s=(config.time_budget - (time.perf_counter() - t_start)) if config.time_budget else None)
-    res = train_loop(
-        s.model, rows, batch_size=config.batch_size, grad_accum=config.grad_accum,
-        learning_rate=s.settings["learning_rate"], weight_decay=config.weight_decay, schedule=config.lr_scheduler,
-        plan=plan, seed=config.seed, neftune_alpha=config.neftune_alpha,
-        after_step=lambda step, last: after_step(s, step, last, eval_every),
-        on_loss=lambda step, loss, lr, epoch: log_train(s, step, loss, lr, epoch),
-        val_seconds=base.seconds, eval_every=eval_every)
-    s.manifest["plan"] = {"steps_per_epoch": steps_per_epoch, "eval_every": eval_every, "planned_steps": total,
-                          "steps": plan.total, "time_budget_s": config.time_budget, "notes": res.plan_notes}
+    s.plan = plan  # each validation pass now also writes last/, the checkpoint `honed tune --resume` reads
+    s.state["loop"] = {"steps_per_epoch": steps_per_epoch, "eval_every": eval_every, "planned_steps": total,
+                       "time_budget_s": config.time_budget}
+    res = run_loop(s, rows, plan, base.seconds)
+    s.manifest["plan"] = {**s.state["loop"], "steps": plan.total, "notes": res.plan_notes}
     s.write_manifest()
     return finish(s, res.steps, res.train_loss, res.status, res.seconds, res.tokens,
                   extra={"plan": s.manifest["plan"], "wall_seconds": round(time.perf_counter() - t_start, 1)})
 
 
-__all__ = ["Collapse", "sft_args", "tune"]
+def run_loop(s: Session, rows: list[Any], plan: Any, val_seconds: float, start: int = 0) -> Any:
+    """honed's loop on `rows` with the session's guardrails; `start`: the steps a resumed run already took (its
+    validation passes and curve points keep their step numbers, its data order is reshuffled from seed + start)."""
+    from honed.train.loop import train_loop
+
+    config, eval_every = s.config, s.state["loop"]["eval_every"]
+    return train_loop(
+        s.model, rows, batch_size=config.batch_size, grad_accum=config.grad_accum,
+        learning_rate=s.settings["learning_rate"], weight_decay=config.weight_decay, schedule=config.lr_scheduler,
+        plan=plan, seed=config.seed + start, neftune_alpha=config.neftune_alpha,
+        after_step=lambda step, last: after_step(s, start + step, last, eval_every),
+        on_loss=lambda step, loss, lr, epoch: log_train(s, start + step, loss, lr, epoch),
+        val_seconds=val_seconds, eval_every=eval_every)
+
+
+__all__ = ["Collapse", "run_loop", "sft_args", "tune"]
