@@ -117,7 +117,8 @@ def run_minimal(model: str, rows: list[Any], steps: int, batch: int) -> dict[str
         pos = [p for e in chunk for p in range(len(e.input_ids))]
         mask = [c for e in chunk for c in e.completion_mask]
         where = [i - 1 for i in range(1, len(ids)) if mask[i]]
-        hidden = body(input_ids=torch.tensor([ids]), position_ids=torch.tensor([pos])).last_hidden_state
+        hidden = body(input_ids=torch.tensor([ids]), position_ids=torch.tensor([pos]),
+                      use_cache=False).last_hidden_state  # no KV cache: reset positions keep examples apart
         logits = head(hidden[0, where])
         loss = torch.nn.functional.cross_entropy(logits, torch.tensor([ids[i + 1] for i in where]))
         loss.backward()
@@ -133,7 +134,8 @@ def run_honed(model: str, rows: list[Any], steps: int, batch: int) -> dict[str, 
     m = _lora(model)
     res = train_loop(m, rows, batch_size=batch, grad_accum=1, learning_rate=5e-4, weight_decay=0.0,
                      schedule="linear", plan=Plan(total=steps, warmup_ratio=0.1), seed=0, neftune_alpha=None,
-                     after_step=lambda step, last: False, on_loss=lambda *a: None, val_seconds=0.0, eval_every=1)
+                     after_step=lambda step, last: False, on_loss=lambda *a: None, val_seconds=lambda: 0.0,
+                     eval_every=1)
     return _result(res.seconds, res.tokens, steps * batch)
 
 

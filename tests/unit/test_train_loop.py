@@ -51,7 +51,14 @@ def test_time_budget_sets_the_steps_from_the_measured_step_time() -> None:
     # each further step costs 10 + 2 = 12 s, one pass is kept for the end: (600 - 30 - 20) / 12 = 45 more
     plan.fit_budget(3, 30.0, 10.0, 20.0, 10)
     assert plan.total == 48 and plan.fixed and plan.warmup == 5
-    assert "48 steps" in plan.notes[0]
+    assert "→ 48 steps (cap 1000)" in plan.notes[0]
+    # refit at step 20 after a validation pass got cheaper (5 s): 20 steps in 250 s, 10.5 s each from now on,
+    # (600 - 250 - 5) / 10.5 = 32 more
+    plan.fit_budget(20, 250.0, 10.0, 5.0, 10)
+    assert plan.total == 52 and plan.cap == 1000
+    # a machine that slowed down: never fewer steps than already done
+    plan.fit_budget(40, 590.0, 30.0, 5.0, 10)
+    assert plan.total == 40
     capped = Plan(total=20, warmup_ratio=0.0, budget_s=600)
     capped.fit_budget(3, 30.0, 10.0, 20.0, 10)
     assert capped.total == 20  # the epochs / max_steps cap still holds

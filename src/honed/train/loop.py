@@ -17,6 +17,7 @@ each other (tests/integration/test_padding_free.py checks it on this path).
 from __future__ import annotations
 
 import math
+import os
 import random
 import time
 from collections.abc import Callable
@@ -82,6 +83,8 @@ class Plan:
     total: int
     warmup_ratio: float
     budget_s: float | None = None
+    cap: int | None = None
+    """The epochs / max_steps bound, which a time budget never exceeds (set from `total` on the first fit)."""
     measured_after: int = 3
     fixed: bool = False
     step_s: float | None = None
@@ -95,10 +98,12 @@ class Plan:
         """Set `total` so that the remaining steps and their validation passes end within the budget."""
         assert self.budget_s is not None
         per_step = step_s + val_s / max(eval_every, 1)
+        self.cap = self.cap or self.total
         more = int((self.budget_s - elapsed - val_s) / per_step)  # keep one pass for the last step
-        total = max(done, min(self.total, done + max(more, 0)))
-        self.notes.append(f"time budget {self.budget_s:.0f} s: {step_s:.2f} s/step and {val_s:.1f} s per "
-                          f"validation pass measured → {total} steps (cap {self.total})")
+        total = max(done, min(self.cap, done + max(more, 0)))
+        if total != self.total or not self.fixed:
+            self.notes.append(f"at step {done}: {step_s:.2f} s/step and {val_s:.1f} s per validation pass measured, "
+                              f"{elapsed:.0f} of {self.budget_s:.0f} s spent → {total} steps (cap {self.cap})")
         self.total, self.fixed, self.step_s = total, True, step_s
 
 
@@ -116,16 +121,25 @@ class LoopResult:
 def train_loop(model: Any, rows: list[Encoded], *, batch_size: int, grad_accum: int, learning_rate: float,
                weight_decay: float, schedule: str, plan: Plan, seed: int, neftune_alpha: float | None,
                after_step: Callable[[int, bool], bool], on_loss: Callable[[int, float, float, float], None],
-               val_seconds: float, eval_every: int) -> LoopResult:
+               val_seconds: Callable[[], float], eval_every: int) -> LoopResult:
     """Train `model` (a PEFT model) on `rows`. `after_step(step, last)` runs the guardrails and returns True to
-    stop; `on_loss(step, loss, lr, epoch)` records the curve."""
+    stop; `on_loss(step, loss, lr, epoch)` records the curve; `val_seconds()` is the latest validation pass's
+    duration (for the time budget)."""
     import torch
 
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=learning_rate, weight_decay=weight_decay)
-    device = next(model.parameters()).device
     hook = _neftune(model, neftune_alpha) if neftune_alpha else None
-    rng = random.Random(seed)
+    accelerator, rank = None, 0
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # `accelerate launch`: DDP/FSDP wraps the model, each rank draws its own batches, gradients are averaged
+        from accelerate import Accelerator
+
+        accelerator = Accelerator()
+        model, opt = accelerator.prepare(model, opt)
+        rank = accelerator.process_index
+    device = accelerator.device if accelerator else next(model.parameters()).device
+    rng = random.Random(seed + rank)
     order: list[int] = []
     epoch_len = math.ceil(len(rows) / batch_size)
     micro = 0
@@ -135,6 +149,7 @@ def train_loop(model: Any, rows: list[Encoded], *, batch_size: int, grad_accum: 
     status = "complete"
     t0 = time.perf_counter()
     timed: list[float] = []
+    fitted_val: float | None = None
     model.train()
     try:
         while step < plan.total:
@@ -155,7 +170,10 @@ def train_loop(model: Any, rows: list[Encoded], *, batch_size: int, grad_accum: 
                 out = model(input_ids=ids, position_ids=pos, logits_to_keep=keep, use_cache=False)
                 logits = out.logits[0].float()
                 loss = torch.nn.functional.cross_entropy(logits, torch.tensor(p.targets, device=device))
-                (loss / grad_accum).backward()
+                if accelerator is not None:
+                    accelerator.backward(loss / grad_accum)
+                else:
+                    (loss / grad_accum).backward()
                 step_loss += float(loss) / grad_accum
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             lr = learning_rate * lr_factor(schedule, step, plan.warmup, plan.total)
@@ -167,11 +185,13 @@ def train_loop(model: Any, rows: list[Encoded], *, batch_size: int, grad_accum: 
             losses.append(step_loss)
             on_loss(step, step_loss, lr, micro * batch_size / max(len(rows), 1) if epoch_len else 0.0)
             timed.append(time.perf_counter() - t_step)
-            if plan.budget_s is not None and not plan.fixed and step >= plan.measured_after:
-                # the first step pays for allocations: the median of the timed steps is the step time
-                plan.fit_budget(step, time.perf_counter() - t0, sorted(timed)[len(timed) // 2], val_seconds,
-                                eval_every)
-            over = plan.budget_s is not None and time.perf_counter() - t0 + val_seconds > plan.budget_s * 1.1
+            val_s = val_seconds()
+            if plan.budget_s is not None and step >= plan.measured_after and (not plan.fixed or val_s != fitted_val):
+                # the first step pays for allocations: the median of the timed steps is the step time; refit after
+                # each validation pass (its cost changes as answers get shorter, and so does a shared machine)
+                plan.fit_budget(step, time.perf_counter() - t0, sorted(timed)[len(timed) // 2], val_s, eval_every)
+                fitted_val = val_s
+            over = plan.budget_s is not None and time.perf_counter() - t0 + val_s > plan.budget_s * 1.1
             last = step >= plan.total or over
             if after_step(step, last):
                 break

@@ -146,7 +146,7 @@ def resume_tune(run: Path, *, store: Store | None = None) -> dict[str, Any]:
     if s.state.get("stopped") or start >= total:  # killed after the last pass, before finish(): only finish
         steps, loss, status_now, seconds, tokens, notes = start, None, "complete", 0.0, 0, plan.notes
     else:
-        res = run_loop(s, s.train_enc + replay, plan, s.state["base"].seconds, start=start)
+        res = run_loop(s, s.train_enc + replay, plan, start=start)
         steps, loss, status_now, seconds, tokens, notes = (start + res.steps, res.train_loss, res.status,
                                                            res.seconds, res.tokens, res.plan_notes)
     s.manifest["plan"] = {**loop, "steps": total, "notes": notes}

@@ -70,20 +70,20 @@ def tune(task: Task, config: TuneConfig, *, store: Store | None = None) -> dict[
     total = config.max_steps or max(1, math.ceil(s.settings["epochs"] * steps_per_epoch))
 
     t_start = time.perf_counter()
-    base = base_pass(s)
+    base_pass(s)
     plan = Plan(total=total, warmup_ratio=config.warmup_ratio,
                 budget_s=(config.time_budget - (time.perf_counter() - t_start)) if config.time_budget else None)
     s.plan = plan  # each validation pass now also writes last/, the checkpoint `honed tune --resume` reads
     s.state["loop"] = {"steps_per_epoch": steps_per_epoch, "eval_every": eval_every, "planned_steps": total,
                        "time_budget_s": config.time_budget}
-    res = run_loop(s, rows, plan, base.seconds)
+    res = run_loop(s, rows, plan)
     s.manifest["plan"] = {**s.state["loop"], "steps": plan.total, "notes": res.plan_notes}
     s.write_manifest()
     return finish(s, res.steps, res.train_loss, res.status, res.seconds, res.tokens,
                   extra={"plan": s.manifest["plan"], "wall_seconds": round(time.perf_counter() - t_start, 1)})
 
 
-def run_loop(s: Session, rows: list[Any], plan: Any, val_seconds: float, start: int = 0) -> Any:
+def run_loop(s: Session, rows: list[Any], plan: Any, start: int = 0) -> Any:
     """honed's loop on `rows` with the session's guardrails; `start`: the steps a resumed run already took (its
     validation passes and curve points keep their step numbers, its data order is reshuffled from seed + start)."""
     from honed.train.loop import train_loop
@@ -95,7 +95,7 @@ def run_loop(s: Session, rows: list[Any], plan: Any, val_seconds: float, start: 
         plan=plan, seed=config.seed + start, neftune_alpha=config.neftune_alpha,
         after_step=lambda step, last: after_step(s, start + step, last, eval_every),
         on_loss=lambda step, loss, lr, epoch: log_train(s, start + step, loss, lr, epoch),
-        val_seconds=val_seconds, eval_every=eval_every)
+        val_seconds=lambda: s.curves["val"][-1]["seconds"], eval_every=eval_every)
 
 
 __all__ = ["Collapse", "run_loop", "sft_args", "tune"]
