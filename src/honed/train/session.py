@@ -281,8 +281,9 @@ def _same_run(run_dir: Path, now: dict[str, Any], resolved: dict[str, Any]) -> d
         differ.append("the base model's sha256")
     if old.get("prompt") != now["prompt"]:
         differ.append(f"the prompt ({old.get('prompt')} then, {now['prompt']} now)")
+    # compared as JSON values (10 == 10.0: config.json's planned `epochs` comes back as TuneConfig's float)
     differ += [f"setting {k} ({saved.get(k)!r} then, {v!r} now)" for k, v in resolved.items()
-               if canonical_json(saved.get(k)) != canonical_json(v)]
+               if json.loads(canonical_json(saved.get(k))) != json.loads(canonical_json(v))]
     if differ:
         raise UserError(f"{run_dir}: cannot resume: {'; '.join(differ)} changed since the run started, so the rest "
                         "of it would train something else; start a new run with `honed tune`")
