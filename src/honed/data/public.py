@@ -32,6 +32,7 @@ If none of them fits, answer {{ none_label }}.
 Message: {{ text }}
 
 Answer with only the intent name or {{ none_label }}."""
+_BANKING_TUNED = "Bank customer message: {{ text }}"
 
 _RESTAURANT_PROMPT = """\
 Extract the restaurant booking details stated in the user's message.
@@ -44,6 +45,8 @@ The assistant had just asked for: {{ requested_slots | join(", ") }}.
 Message: {{ text }}
 
 Answer with only the JSON object."""
+_RESTAURANT_TUNED = """\
+{% if requested_slots %}(asked for: {{ requested_slots | join(", ") }}) {% endif %}Booking message: {{ text }}"""
 
 
 def default_data_dir() -> Path:
@@ -91,11 +94,14 @@ def _write_splits(out_dir: Path, splits: dict[str, list[tuple[dict[str, Any], An
         _write_jsonl(out_dir / "data" / f"{split}.jsonl", items)
 
 
-def _write_toml(out_dir: Path, name: str, kind: str, description: str, template: str, section: str) -> None:
+def _write_toml(out_dir: Path, name: str, kind: str, description: str, template: str, section: str,
+                tuned: str) -> None:
+    # tuned_template: what a model fine-tuned on the task is trained and served with (the input alone: the
+    # answer space is learned from the examples, not re-read in every prompt)
     (out_dir / "honed.toml").write_text(
         f"name = {json.dumps(name)}\nkind = {json.dumps(kind)}\ndescription = {json.dumps(description)}\n\n"
         '[data]\ntrain = "data/train.jsonl"\nval = "data/val.jsonl"\ntest = "data/test.jsonl"\n\n'
-        f"[prompt]\ntemplate = '''\n{template}'''\n\n{section}",
+        f"[prompt]\ntemplate = '''\n{template}'''\ntuned_template = '''{tuned}'''\n\n{section}",
         encoding="utf-8",
     )
 
@@ -187,6 +193,7 @@ def banking77_none(
         f"Banking77: {n_labels} intents; {n_none} held-out intents are out of scope (NONE).",
         _BANKING_PROMPT,
         f'[classify]\nlabels = [{label_list}]\nnone_label = "NONE"\n',
+        _BANKING_TUNED,
     )
     (out_dir / "SOURCE.txt").write_text(
         f"Banking77 (banking77/train.csv, test.csv), {_ORIGIN}.\n"
@@ -283,6 +290,7 @@ def restaurant8k(
         "Restaurant-8k: extract the booking slots a message states.",
         _RESTAURANT_PROMPT,
         '[extract]\nschema_file = "schema.json"\n\n[generation]\nmax_tokens = 64\n',
+        _RESTAURANT_TUNED,
     )
     (out_dir / "SOURCE.txt").write_text(
         f"Restaurant-8k (restaurant8k/train_0.json, test.json), {_ORIGIN}.\n"
