@@ -359,7 +359,7 @@ def after_step(s: Session, step: int, last: bool, eval_every: int) -> bool:
     else:
         s.state["since_best"] += 1
     data_top = s.data_top
-    if vp.top_share >= config.collapse_share and data_top < 0.5:
+    if vp.collapsed(config.collapse_share, data_top):
         s.state["collapsed_in_row"] += 1
         msg = (f"COLLAPSE ALARM at step {vp.step}: {vp.top_share:.0%} of val predictions are "
                f"{vp.top_answer!r} while the most common expected answer is {data_top:.0%} of val")
@@ -461,7 +461,7 @@ def finish(s: Session, steps: int, train_loss: float | None, status: str, train_
     data_top = s.data_top
     last_train = curves["train"][-1]["loss"] if curves["train"] else None
     best_train = next((p["loss"] for p in reversed(curves["train"]) if best and p["step"] <= best.step), None)
-    collapsed_best = best is not None and best.top_share >= config.collapse_share and data_top < 0.5
+    collapsed_best = best is not None and best.collapsed(config.collapse_share, data_top)
     selection = {
         "metric": metric,
         "base_value": base.metric,

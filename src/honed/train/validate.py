@@ -18,6 +18,9 @@ from honed.train.dataset import Encoded, TemplateInfo
 from honed.types import Response
 
 
+INVALID = "<invalid>"  # the label of val outputs that were no answer at all
+
+
 @dataclass
 class ValPass:
     step: int
@@ -28,6 +31,12 @@ class ValPass:
     general_loss: float | None
     seconds: float
     predictions: list[Any]
+
+    def collapsed(self, share: float, data_top: float) -> bool:
+        """Seed 000's collapse: `share` of the predictions are one *answer* while the data's top answer is under
+        half. Outputs that are no answer at all do not count: a model trained on a short prompt answers outside
+        the answer space before it has learned it, and stopping it then would stop the learning."""
+        return self.top_answer != INVALID and self.top_share >= share and data_top < 0.5
 
 
 def _batches(seq: list[Any], n: int) -> list[list[Any]]:
@@ -102,12 +111,15 @@ def run_val_pass(step: int, model: Any, tokenizer: Any, task: Task, tpl: Templat
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tpl.eos_token_id
     loss = mean_loss(model, val_encoded, pad_id)
     general_loss = mean_loss(model, general, pad_id)
-    texts = generate_texts(model, tokenizer, prompts, task.max_tokens, tpl.eos_token_id)
+    # a correct answer is as long as an expected one: longer outputs are wrong however they end, so the pass does
+    # not wait for them (early in training they run to max_tokens, and the pass is most of the step budget)
+    longest = max((e.n_completion for e in val_encoded), default=task.max_tokens)
+    texts = generate_texts(model, tokenizer, prompts, min(task.max_tokens, longest + 8), tpl.eos_token_id)
     records = [judge(task, item, 0, Response(text=text, finish_reason=finish))  # type: ignore[arg-type]
                for item, (text, finish) in zip(items, texts)]
     scored = score(task, records, [item_keywords(task, i.inputs) for i in items], n_resamples=10)
     value = scored["metrics"].get(metric_name)
-    answers = [_label(r.answer) if r.cause in (None, "wrong_answer") else "<invalid>" for r in records]
+    answers = [_label(r.answer) if r.cause in (None, "wrong_answer") else INVALID for r in records]
     top, top_n = Counter(answers).most_common(1)[0] if answers else (None, 0)
     model.train()
     return ValPass(step=step, metric=float(value or 0.0), loss=loss, top_answer=top,
