@@ -72,3 +72,16 @@ def test_durations() -> None:
     assert TuneConfig(time_budget="8m").time_budget == 480
     with pytest.raises(ValueError, match="not a duration"):
         parse_duration("ten minutes")
+
+
+def test_collapse_alarm_counts_answers_not_outputs_outside_the_answer_space() -> None:
+    from honed.train.validate import INVALID, ValPass
+
+    def vp(top: str, share: float) -> ValPass:
+        return ValPass(step=6, metric=0.0, loss=None, top_answer=top, top_share=share, general_loss=None,
+                       seconds=0.0, predictions=[])
+
+    assert vp("NONE", 0.95).collapsed(0.9, data_top=0.2)  # seed 000: NONE to everything
+    assert not vp("NONE", 0.95).collapsed(0.9, data_top=0.6)  # the data itself is mostly one answer
+    assert not vp("NONE", 0.85).collapsed(0.9, data_top=0.2)
+    assert not vp(INVALID, 0.96).collapsed(0.9, data_top=0.2)  # not yet answering in the answer space
