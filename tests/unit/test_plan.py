@@ -156,7 +156,7 @@ def test_tiny_model_tiny_data_on_cpu() -> None:
     plan = plan_training(arch("smollm2-135m"), token_lengths=[(60, 4)] * 64, memory_bytes=24 * 10**9)
     assert plan.method.value == "lora" and plan.precision.value == "fp32" and "CUDA" in plan.method.reason
     assert plan.rank.value == 8 and plan.alpha.value == 16 and plan.target_modules.value == list(LORA_MODULES)
-    assert plan.learning_rate.value == 5e-4 and "collapsed" in plan.learning_rate.reason
+    assert plan.learning_rate.value == 1e-3 and "collapsed" in plan.learning_rate.reason
     assert plan.epochs.value == 8 and "early stopping" in plan.epochs.reason  # 64 steps at 8 per epoch
     assert plan.micro_batch.value * plan.grad_accum.value == 8
     assert plan.gradient_checkpointing.value is False and plan.fit == "fits"

@@ -9,6 +9,15 @@ import sys
 # llama.cpp's and torch's OpenMP threads spin while they wait; on a small machine shared with anything else
 # that makes them 10–300× slower. Passive waiting costs nothing measurable when the machine is idle.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Long work shows honed's own progress and nothing else: transformers' GGUF de-quantizing bar, its advisory
+# messages and the deprecation chatter of torch/transformers/PEFT are not the user's business.
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+import warnings  # noqa: E402
+
+warnings.filterwarnings("ignore", category=FutureWarning)
+warnings.filterwarnings("ignore", category=UserWarning, module=r"(peft|transformers|torch|trl)(\.|$)")
 
 import typer
 

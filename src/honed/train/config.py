@@ -47,7 +47,7 @@ class TuneConfig(BaseModel):
     max_length: int | None = Field(default=None, gt=16)
     """Tokens per example. Unset: covers the longest completion and the 95th-percentile prompt."""
     eval_every: int | None = Field(default=None, gt=0)
-    """Steps between validation passes (val loss + the task metric by generation). Unset: ~4 per epoch."""
+    """Steps between validation passes (val loss + the task metric by generation). Unset: ~3 per epoch."""
     patience: int = Field(default=4, gt=0)
     """Validation passes without improvement before early stopping."""
     min_delta: float = 0.0

@@ -174,7 +174,7 @@ def train_loop(model: Any, rows: list[Encoded], *, batch_size: int, grad_accum: 
                     accelerator.backward(loss / grad_accum)
                 else:
                     (loss / grad_accum).backward()
-                step_loss += float(loss) / grad_accum
+                step_loss += float(loss.detach()) / grad_accum
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             lr = learning_rate * lr_factor(schedule, step, plan.warmup, plan.total)
             for g in opt.param_groups:

@@ -89,6 +89,12 @@ def resolve_settings(task: Task, config: TuneConfig, loaded: Any, train_items: l
     if config.learning_rate:
         lr = config.learning_rate
         reasons["learning_rate"] = "set by you"
+    elif n_params < 3e8:
+        lr = 1e-3
+        reasons["learning_rate"] = ("1e-3: a model under 300M with LoRA learns a narrow task in a few epochs only at a "
+                                    "high rate (measured on the demo task, SmolLM2-135M: at 5e-4 val macro-F1 was "
+                                    "0.40 after 1.4 epochs and 0.73 after 1.9, still rising when an 8-minute "
+                                    "budget ended); early stopping and the collapse alarm watch it")
     elif n_params < 1e9:
         lr = 5e-4
         reasons["learning_rate"] = ("5e-4: sub-1B models barely move at TRL's default 2e-5/2e-4 (measured: SmolLM2 "

@@ -33,6 +33,12 @@ from honed.train.validate import ValPass, expected_top_share, run_val_pass
 log = logging.getLogger("honed")
 
 
+FORGETTING_PROBE = 16
+"""General prompts whose loss every validation pass measures for the forgetting alarm (the first of the 40 kept
+out of replay). A pass is 3-4 training steps of compute on 2 CPU cores, and 40 prompts were a third of it; 16
+show the trend, and the gate's forgetting check measures 40 prompts of its own."""
+
+
 class Collapse(UserError):
     """Validation predictions collapsed onto one answer (seed 000's "NONE to everything")."""
 
@@ -61,7 +67,10 @@ def serving_check(task: Task, model: str, item: Item, tokenizer: Any, tpl: Templ
 
     from honed.task.prompt import build_messages, render_chat, render_plain
 
-    vocab = llama_cpp.Llama(model_path=str(gguf), vocab_only=True, verbose=False)
+    from llama_cpp._utils import suppress_stdout_stderr
+
+    with suppress_stdout_stderr(disable=False):  # a vocab-only context's "n_ctx_seq > n_ctx_train" is harmless
+        vocab = llama_cpp.Llama(model_path=str(gguf), vocab_only=True, verbose=False)
     try:
         template = vocab.metadata.get("tokenizer.chat_template")
         bos = vocab._model.token_get_text(vocab.token_bos()) if vocab.token_bos() >= 0 else ""
@@ -262,7 +271,7 @@ def prepare(task: Task, config: TuneConfig, store: Store | None = None, *, resum
     val_sub = val_items[: config.max_val_items]
     s = Session(task=task, config=config, cuda=cuda, loaded=loaded, tokenizer=tokenizer, model=model, tpl=tpl,
                 settings=settings, train_items=train_items, val_items=val_items, train_enc=train_enc,
-                val_enc=val_enc, report=report, general=general[40:], general_probe=general[:40],
+                val_enc=val_enc, report=report, general=general[40:], general_probe=general[:FORGETTING_PROBE],
                 warnings=warnings, store=run_store, owns_store=store is None, run_id=run_id, run_dir=run_dir,
                 manifest=manifest, val_sub=val_sub,
                 val_prompts=[tokenize_text(tokenizer, render_prompt(task, i.inputs, tpl), tpl) for i in val_sub])

@@ -44,8 +44,11 @@ def _batches(seq: list[Any], n: int) -> list[list[Any]]:
 
 
 def mean_loss(model: Any, examples: list[Encoded], pad_id: int, batch_size: int = 16) -> float | None:
-    """Mean completion-token loss over examples (padding masked out)."""
+    """Mean completion-token loss over examples: packed like training (no padding), logits only where a
+    completion token is predicted."""
     import torch
+
+    from honed.train.loop import pack
 
     if not examples:
         return None
@@ -53,21 +56,16 @@ def mean_loss(model: Any, examples: list[Encoded], pad_id: int, batch_size: int 
     model.eval()
     with torch.no_grad():
         for batch in _batches(examples, batch_size):
-            width = max(len(e.input_ids) for e in batch)
-            ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-            att = torch.zeros((len(batch), width), dtype=torch.long)
-            labels = torch.full((len(batch), width), -100, dtype=torch.long)
-            for i, e in enumerate(batch):
-                n = len(e.input_ids)
-                ids[i, :n] = torch.tensor(e.input_ids)
-                att[i, :n] = 1
-                labels[i, :n] = torch.tensor([t if m else -100 for t, m in zip(e.input_ids, e.completion_mask)])
-            logits = model(input_ids=ids.to(model.device), attention_mask=att.to(model.device)).logits.float()
-            shift_logits, shift_labels = logits[:, :-1], labels[:, 1:].to(model.device)
-            loss = torch.nn.functional.cross_entropy(shift_logits.reshape(-1, shift_logits.size(-1)),
-                                                     shift_labels.reshape(-1), ignore_index=-100, reduction="sum")
-            total += float(loss)
-            count += int((shift_labels != -100).sum())
+            p = pack(batch)
+            if not p.targets:
+                continue
+            logits = model(input_ids=torch.tensor([p.input_ids], device=model.device),
+                           position_ids=torch.tensor([p.position_ids], device=model.device),
+                           logits_to_keep=torch.tensor(p.loss_positions, device=model.device),
+                           use_cache=False).logits[0].float()
+            total += float(torch.nn.functional.cross_entropy(
+                logits, torch.tensor(p.targets, device=model.device), reduction="sum"))
+            count += len(p.targets)
     return total / max(count, 1)
 
 
