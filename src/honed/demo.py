@@ -116,7 +116,8 @@ def figures(res: DemoResult, metric: str) -> dict[str, Any]:
         "shipped": next(({"quant": r["quant"], "value": r.get("metric"), "ci": r.get("ci")} for r in rungs
                          if r["quant"] == (res.ladder or {}).get("recommended")), None),
         "training": {"steps": tune.get("steps"), "seconds": tune.get("train_seconds"),
-                     "tokens_per_s": tune.get("train_tokens_per_s"), "prompt": tune.get("prompt"),
+                     "tokens_per_s": tune.get("train_tokens_per_s"),
+                     "step_tokens_per_s": tune.get("step_tokens_per_s"), "prompt": tune.get("prompt"),
                      "best_step": (tune.get("selection") or {}).get("best_step"),
                      "plan": tune.get("plan"), "run_id": tune.get("run_id")},
         "package": str(res.package) if res.package else None,
@@ -125,7 +126,7 @@ def figures(res: DemoResult, metric: str) -> dict[str, Any]:
 
 
 def demo(*, task_dir: Path | None = None, model: str = "smollm2-135m", out: Path = Path("demo-out"),
-         time_budget: float | None = 480.0, max_steps: int | None = None, eval_every: int | None = None,
+         time_budget: float | None = 420.0, max_steps: int | None = None, eval_every: int | None = None,
          quants: tuple[str, ...] = ("Q8_0", "Q4_K_M"), say: Callable[[str], None] = print,
          store: Store | None = None) -> DemoResult:
     """Run the loop; returns what each stage produced (the report is written either way)."""
@@ -162,7 +163,8 @@ def demo(*, task_dir: Path | None = None, model: str = "smollm2-135m", out: Path
     summary = tune(task, cfg, store=store)
     seconds["tune"] = time.perf_counter() - t0
     run = Path(summary["run_dir"])
-    say(f"    {summary['steps']} steps in {summary['train_seconds']:.0f} s ({summary['train_tokens_per_s']} tok/s, "
+    say(f"    {summary['steps']} steps in {summary['train_seconds']:.0f} s ({summary.get('step_tokens_per_s')} tok/s "
+        "in the steps, "
         f"prompt: {summary.get('prompt')}); {summary['selection']['why']}")
 
     t0 = time.perf_counter()

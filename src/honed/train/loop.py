@@ -115,6 +115,8 @@ class LoopResult:
     seconds: float
     tokens: int
     """Real tokens of the examples trained on (every token of every example seen, no padding exists)."""
+    step_seconds: float
+    """Time in optimizer steps alone (validation passes excluded): tokens / step_seconds is the loop's speed."""
     plan_notes: list[str]
 
 
@@ -205,7 +207,7 @@ def train_loop(model: Any, rows: list[Encoded], *, batch_size: int, grad_accum: 
         if hook is not None:
             hook.remove()
     return LoopResult(status, step, sum(losses) / len(losses) if losses else None, time.perf_counter() - t0,
-                      tokens, plan.notes)
+                      tokens, sum(timed), plan.notes)
 
 
 def _neftune(model: Any, alpha: float) -> Any:

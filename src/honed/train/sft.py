@@ -82,7 +82,8 @@ def tune(task: Task, config: TuneConfig, *, store: Store | None = None) -> dict[
     s.manifest["plan"] = {**s.state["loop"], "steps": plan.total, "notes": res.plan_notes}
     s.write_manifest()
     return finish(s, res.steps, res.train_loss, res.status, res.seconds, res.tokens,
-                  extra={"plan": s.manifest["plan"], "wall_seconds": round(time.perf_counter() - t_start, 1)})
+                  extra={"plan": s.manifest["plan"], "wall_seconds": round(time.perf_counter() - t_start, 1),
+                         "step_tokens_per_s": round(res.tokens / res.step_seconds, 1) if res.step_seconds else None})
 
 
 def run_loop(s: Session, rows: list[Any], plan: Any, start: int = 0) -> Any:
