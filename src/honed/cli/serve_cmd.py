@@ -59,12 +59,19 @@ def serve_command(
         raise UserError(f"--log-inputs {log_inputs!r}: expected full, hash or none")
     mode: Literal["margin", "consistency", "none"] = confidence  # type: ignore[assignment]
     kept: Literal["full", "hash", "none"] = log_inputs  # type: ignore[assignment]
-    cfg = ServeConfig(target=target, host=host, port=port, tasks=task or [], fallbacks=fallback or [], quant=quant,
-                      log_path=log, log_max_mb=log_max_mb, log_keep=log_keep, log_inputs=kept, api_keys=api_key or [],
-                      api_key_file=api_key_file, allow_origins=allow_origin or [], allow_hosts=allow_host or [],
-                      rate_limit=rate_limit,
-                      max_body_kb=max_body_kb, timeout_s=timeout, confidence=mode, min_margin=margin,
-                      samples=samples, min_agreement=min_agreement, constrained=constrained, n_threads=threads)
+    from pydantic import ValidationError
+
+    from honed.task.spec import format_validation_errors
+
+    try:
+        cfg = ServeConfig(target=target, host=host, port=port, tasks=task or [], fallbacks=fallback or [],
+                          quant=quant, log_path=log, log_max_mb=log_max_mb, log_keep=log_keep, log_inputs=kept,
+                          api_keys=api_key or [], api_key_file=api_key_file, allow_origins=allow_origin or [],
+                          allow_hosts=allow_host or [], rate_limit=rate_limit, max_body_kb=max_body_kb,
+                          timeout_s=timeout, confidence=mode, min_margin=margin, samples=samples,
+                          min_agreement=min_agreement, constrained=constrained, n_threads=threads)
+    except ValidationError as exc:  # e.g. --margin 5: one line naming the option, not a pydantic traceback
+        raise UserError(format_validation_errors("honed serve", exc, "invalid option")) from None
 
     def ready(app: Any) -> None:
         server = app.state.server

@@ -371,6 +371,8 @@ def load_task(path: str | Path, prompt: str = "base") -> Task:
     except UnicodeDecodeError as exc:
         raise TaskError(f"{source}: not UTF-8 text (byte {exc.start}: {exc.reason}); save honed.toml as UTF-8"
                         ) from None
+    except (ValueError, RecursionError) as exc:  # an integer of thousands of digits, absurd nesting
+        raise TaskError(f"{source}: not a usable TOML file ({str(exc)[:120]})") from None
     try:
         spec = TaskSpec.model_validate(raw)
     except ValidationError as exc:

@@ -118,6 +118,10 @@ def load_config(path: Path | None, **overrides: object) -> TuneConfig:
             raise UserError(f"{path}: config file not found") from None
         except tomllib.TOMLDecodeError as exc:
             raise UserError(f"{path}: not valid TOML: {exc}") from None
+        except UnicodeDecodeError as exc:
+            raise UserError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+        except (ValueError, RecursionError) as exc:  # an integer of thousands of digits, absurd nesting
+            raise UserError(f"{path}: not a usable TOML file ({str(exc)[:120]})") from None
         raw = dict(raw.get("tune", raw))  # accept a [tune] table or top-level keys
     raw.update({k: v for k, v in overrides.items() if v is not None})
     try:
