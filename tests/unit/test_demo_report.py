@@ -49,3 +49,23 @@ def test_find_example_reports_a_missing_task(tmp_path: Path, monkeypatch: pytest
     monkeypatch.chdir(tmp_path)
     with pytest.raises(UserError, match="--task"):
         find_example("no-such-example")
+
+
+def test_json_figures_come_from_the_stage_documents(tmp_path: Path) -> None:
+    from honed.demo import figures
+
+    ladder = {"rungs": [{"quant": "F16", "metric": 0.5, "ci": [0.38, 0.62], "p95_ms": 410.0},
+                        {"quant": "Q8_0", "metric": 0.49, "ci": [0.37, 0.61], "p95_ms": 300.0}],
+              "recommended": "Q8_0"}
+    r = _result(tmp_path, ladder)
+    r.tune = {"steps": 61, "train_seconds": 391.0, "train_tokens_per_s": 64.0, "step_tokens_per_s": 90.9,
+              "prompt": "tuned", "selection": {"best_step": 61}, "run_id": "t1"}
+    r.gate.update(threshold=0.8, min_value=0.8, difference_ci=[0.6, 0.87])
+    d = figures(r, "macro_f1")
+    assert d["seconds"] == {"tune": 400.0, "gate": 120.0, "total": 520.0}
+    assert d["base_gguf"]["value"] == 0.018 and d["base"] == {"value": 0.033, "ci": [0.0, 0.08]}
+    assert d["tuned"] == {"value": 0.512, "ci": [0.39, 0.63]} and d["difference_ci"] == [0.6, 0.87]
+    assert d["shipped"] == {"quant": "Q8_0", "value": 0.49, "ci": [0.37, 0.61]} and d["recommended"] == "Q8_0"
+    assert d["gate"] == {"status": "PASS", "threshold": 0.8, "min_value": 0.8, "failed": []}
+    assert d["training"]["step_tokens_per_s"] == 90.9 and d["training"]["best_step"] == 61
+    assert d["package"] == str(tmp_path / "pkg")
