@@ -18,7 +18,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 CONTRACT_KEYS = {"status", "created", "run_id", "task", "task_dir", "primary_metric", "split", "n_items", "base",
                  "tuned", "relative_improvement", "relative_improvement_ci", "difference", "difference_ci",
-                 "p_value", "min_relative_improvement", "threshold", "checks", "vs_arm"}
+                 "p_value", "min_relative_improvement", "threshold", "min_value", "prompt", "checks", "vs_arm",
+                 "limited", "n_test", "test_items_sha256", "adapter_sha256"}
 CHECKS = ["improvement", "forgetting", "collapse", "latency", "min_value"]
 
 
@@ -52,6 +53,7 @@ def planted_run(tmp_path: Path, task_dir: Path) -> Path:
                 "base_model": {"name": "smollm2-135m", "path": loaded.source, "sha256": loaded.sha256,
                                "from_gguf": True}}
     (run / "manifest.json").write_text(json.dumps(manifest))
+    (run / "summary.json").write_text(json.dumps({"run_id": "planted-run", "status": "complete"}))  # finished
     return run
 
 
@@ -71,8 +73,11 @@ def _assert_contract(doc: dict, n_items: int) -> None:
         assert len((ev / "items.jsonl").read_text().splitlines()) == n_items
     assert len(doc["base"]["model_sha256"]) == 64 and doc["tuned"]["adapter"].endswith("best")
     assert doc["difference"] == pytest.approx(doc["tuned"]["value"] - doc["base"]["value"])
-    assert doc["threshold"] == pytest.approx(doc["base"]["value"] * (1 + doc["min_relative_improvement"])
-                                             if doc["base"]["value"] > 0 else doc["min_relative_improvement"])
+    relative = (doc["base"]["value"] * (1 + doc["min_relative_improvement"]) if doc["base"]["value"] > 0
+                else doc["min_relative_improvement"])
+    assert doc["min_value"] == 0.8  # examples/classify's own bar
+    assert doc["threshold"] == pytest.approx(max(relative, doc["min_value"]))
+    assert doc["limited"] is True and doc["n_test"] == 40 and doc["n_items"] < 40
 
 
 def test_planted_non_improving_adapter_fails(tmp_path: Path, honed_home: Path) -> None:
