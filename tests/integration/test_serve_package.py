@@ -77,7 +77,7 @@ def test_refusals_before_the_port_opens(tmp_path: Path) -> None:
     manifest["files"][f"{TASK}-smollm2-135m-v1-Q4_1.gguf"] = "0" * 64
     (pkg / "manifest.json").write_text(json.dumps(manifest))
     home = tmp_path / "home"
-    assert "sha256 differs from the package manifest" in _serve_fails(str(pkg), home=home)
+    assert "but the package manifest says 000000000000" in _serve_fails(str(pkg), home=home)
     assert "refusing to bind 0.0.0.0" in _serve_fails("smollm2-135m", "--host", "0.0.0.0", home=home)
     assert "not a honed package" in _serve_fails(str(tmp_path), home=home)
     assert "no Q8_0 rung" in _serve_fails(str(pkg), "--quant", "Q8_0", home=home)
