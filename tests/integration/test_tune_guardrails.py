@@ -46,8 +46,10 @@ def test_best_checkpoint_is_chosen_by_val_metric_not_train_loss(tmp_path: Path) 
     perm = {"billing": "shipping", "shipping": "bug_report", "bug_report": "feature_request",
             "feature_request": "account_access", "account_access": "NONE", "NONE": "billing"}
     root = _task_with(tmp_path, lambda r: r, lambda r: {**r, "expected": perm[r["expected"]]})
+    # the full prompt: the base model answers inside the label set from step 0, so fitting train can only move val
+    # away from its permuted answers (on the short tuned prompt it first learns the label set, and val rises)
     cfg = TuneConfig(max_steps=12, eval_every=3, max_val_items=16, batch_size=8, on_collapse="warn",
-                     replay_fraction=0.0, force=True)
+                     replay_fraction=0.0, force=True, prompt="base")
     summary = tune(load_task(root), cfg)
     run = Path(summary["run_dir"])
     curves = json.loads((run / "curves.json").read_text())
