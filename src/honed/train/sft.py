@@ -4,8 +4,7 @@ One flat recipe, top to bottom: prepare (load → render with the serving templa
 encode, completion-only, never cut a completion → run folder) → mix replay → train (`honed.train.loop`: packed
 batches, logits only at completion positions, steps sized to a time budget) with a validation pass every N steps
 → keep the best checkpoint by the task metric → curves, manifest, registry. `method="dpo"` hands over to
-`honed.train.dpo` (TRL's DPOTrainer). `sft_args` is TRL's SFTConfig for the same rows, kept for the benchmark
-that compares the two loops.
+`honed.train.dpo` (TRL's DPOTrainer).
 """
 
 from __future__ import annotations
@@ -28,24 +27,6 @@ from honed.train.session import (
     prepare,
     replay_rows,
 )
-
-
-def sft_args(config: TuneConfig, settings: dict[str, Any], output_dir: str, cuda: bool) -> Any:
-    """TRL's SFTConfig for honed's rows: completion-only loss on pre-tokenized input_ids + completion_mask,
-    padding-free batches, no TRL truncation (honed already fitted every example), no Trainer checkpoints (the
-    guardrail callback saves the best adapter by the val metric)."""
-    from trl import SFTConfig
-
-    return SFTConfig(
-        output_dir=output_dir, per_device_train_batch_size=config.batch_size,
-        gradient_accumulation_steps=config.grad_accum, learning_rate=settings["learning_rate"],
-        num_train_epochs=settings["epochs"], max_steps=config.max_steps or -1, lr_scheduler_type=config.lr_scheduler,
-        warmup_steps=config.warmup_ratio, weight_decay=config.weight_decay, logging_steps=1, save_strategy="no",
-        eval_strategy="no", report_to=config.report_to or "none", seed=config.seed, data_seed=config.seed,
-        completion_only_loss=True, padding_free=config.packing, max_length=None, bf16=cuda, use_cpu=not cuda,
-        neftune_noise_alpha=config.neftune_alpha, gradient_checkpointing=config.gradient_checkpointing,
-        dataloader_num_workers=0, remove_unused_columns=True, disable_tqdm=False,
-    )
 
 
 def tune(task: Task, config: TuneConfig, *, store: Store | None = None) -> dict[str, Any]:
@@ -101,4 +82,4 @@ def run_loop(s: Session, rows: list[Any], plan: Any, start: int = 0) -> Any:
         val_seconds=lambda: s.curves["val"][-1]["seconds"], eval_every=eval_every)
 
 
-__all__ = ["Collapse", "run_loop", "sft_args", "tune"]
+__all__ = ["Collapse", "run_loop", "tune"]
