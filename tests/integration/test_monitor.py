@@ -22,14 +22,13 @@ from honed.backends import open_backend
 from honed.backends.models import file_sha256, resolve_gguf
 from honed.cost.model import load_hardware, load_prices
 from honed.data.logs import LogRecord, append_record
-from honed.data.public import default_data_dir
 from honed.export.package import Acceptance, Anchor, Manifest, Rung, write_anchors, write_manifest
 from honed.monitor import MonitorConfig, monitor
 from honed.monitor.economics import DAYS_PER_MONTH
 from honed.monitor.models import answer_items
 from honed.task.data import Item, load_items
 from honed.task.spec import load_task
-from tests.conftest import EXAMPLES
+from tests.conftest import EXAMPLES, REPO
 
 pytestmark = pytest.mark.integration
 
@@ -91,7 +90,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     # a package whose anchors expect what the model answers: passes any threshold
     agreeing = [Anchor(a.id, a.inputs, a.answer, a.answer) for a in truth if a.answer is not None]
     val = [json.loads(line)["text"] for line in (task_dir / "data" / "val.jsonl").read_text().splitlines()]
-    rest = [r["userInput"]["text"] for r in json.loads((default_data_dir() / "restaurant8k" / "test.json").read_text()) if len(r["userInput"]["text"]) > 25]
+    rest = [r["userInput"]["text"] for r in json.loads((REPO.parent / "shared" / "data" / "restaurant8k" / "test.json").read_text()) if len(r["userInput"]["text"]) > 25]
     return {
         "root": root, "gguf": gguf, "task_dir": task_dir, "truth": truth, "model_said": said,
         "good": build_package(root / "pkg-good", gguf, min_value=0.9, anchors=agreeing),

@@ -1,33 +1,36 @@
-"""honed.data.public: Banking77 and Restaurant-8k → task folders, built from the shared data folder."""
+"""honed.data.public: Banking77 and Restaurant-8k → task folders, built from the data folder the caller names
+(the project's tests read ../shared/data beside the repository, never a machine path)."""
 
 from __future__ import annotations
 
 import csv
 import json
+import os
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from honed.data.public import banking77_label, banking77_none, default_data_dir, restaurant8k
+from honed.data.public import SOURCE_FILES, banking77_label, banking77_none, restaurant8k
 from honed.errors import DataError
 from honed.task import Item, load_items, load_task
+from tests.conftest import REPO
 
 pytestmark = pytest.mark.unit
 
 SPLITS = ("train", "val", "test")
+DATA = REPO.parent / "shared" / "data"
 
 
 @pytest.fixture(scope="module")
 def data_dir() -> Path:
-    try:
-        path = default_data_dir()
-    except DataError as exc:
-        pytest.skip(f"public data sets not available: {exc}")
-    for needed in ("banking77/train.csv", "restaurant8k/test.json"):
-        if not (path / needed).is_file():
-            pytest.skip(f"public data sets not available: {path / needed} is missing")
-    return path
+    for dataset, names in SOURCE_FILES.items():
+        for name in names:
+            if not (DATA / dataset / name).is_file():
+                pytest.skip(f"public data sets not available: {DATA / dataset / name} is missing")
+    return DATA
 
 
 def _files(folder: Path) -> dict[str, bytes]:
@@ -159,9 +162,43 @@ def test_restaurant8k_is_deterministic_by_seed(restaurant: Path, data_dir: Path,
 # ---- the data folder
 
 
-def test_missing_data_dir_is_an_actionable_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("HONED_SHARED_DATA", str(tmp_path / "nowhere"))
-    with pytest.raises(DataError, match="HONED_SHARED_DATA"):
-        default_data_dir()
-    with pytest.raises(DataError, match="banking77/categories.json"):
+def _honed_data(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "honed", "data", *args], capture_output=True, text=True,
+                          env={**os.environ, "COLUMNS": "200"}, timeout=120, check=False)
+
+
+def test_a_folder_without_the_files_names_the_missing_one(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"banking77/categories\.json: not found; the banking77 data set is built "
+                                        r"from banking77/categories\.json, banking77/train\.csv, banking77/test\.csv"):
         banking77_none(tmp_path / "t", data_dir=tmp_path)
+    (tmp_path / "banking77").mkdir()
+    (tmp_path / "banking77" / "categories.json").write_text("[]")
+    with pytest.raises(DataError, match=r"banking77/train\.csv: not found"):  # checked before any output
+        banking77_none(tmp_path / "t", data_dir=tmp_path)
+    assert not (tmp_path / "t").exists()
+    with pytest.raises(DataError, match=r"restaurant8k/train_0\.json: not found"):
+        restaurant8k(tmp_path / "r", data_dir=tmp_path)
+    with pytest.raises(DataError, match=r"nowhere: not a folder; the data folder \(--from DIR\) must hold "
+                                        r"restaurant8k/train_0\.json, restaurant8k/test\.json"):
+        restaurant8k(tmp_path / "r", data_dir=tmp_path / "nowhere")
+
+
+def test_cli_needs_from_and_says_what_the_folder_holds(tmp_path: Path) -> None:
+    run = _honed_data("public", "banking77-none", "--out", str(tmp_path / "t"))
+    assert run.returncode == 2, run.stderr  # a UserError
+    assert "needs --from DIR, the folder that holds banking77/categories.json, banking77/train.csv, " \
+           "banking77/test.csv" in run.stderr
+    assert "Traceback" not in run.stderr and not (tmp_path / "t").exists()
+    run = _honed_data("public", "restaurant8k", "--out", str(tmp_path / "t"), "--from", str(tmp_path))
+    assert run.returncode == 2 and "restaurant8k/train_0.json: not found" in run.stderr, run.stderr
+
+
+def test_cli_builds_the_task_from_the_named_folder(data_dir: Path, restaurant: Path, tmp_path: Path) -> None:
+    # the folder relative to the working directory, as a user types it
+    rel = os.path.relpath(data_dir, REPO)
+    run = subprocess.run([sys.executable, "-m", "honed", "data", "public", "restaurant8k", "--out",
+                          str(tmp_path / "t"), "--from", rel], capture_output=True, text=True, cwd=REPO,
+                         env={**os.environ, "COLUMNS": "200"}, timeout=120, check=False)
+    assert run.returncode == 0, run.stderr
+    assert "train 320, val 80, test 150 items" in run.stdout
+    assert _files(tmp_path / "t") == _files(restaurant)

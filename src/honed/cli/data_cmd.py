@@ -9,9 +9,9 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-_DATA_DIR_HELP = (
-    "Folder holding banking77/ and restaurant8k/ "
-    "(default: $HONED_SHARED_DATA, else ../shared/data, else /work/shared/data)."
+_FROM_HELP = (
+    "Folder holding the public data sets as PolyAI publishes them: banking77/ (categories.json, train.csv, "
+    "test.csv) and restaurant8k/ (train_0.json, test.json). Required."
 )
 _TASK = typer.Argument(help="Task folder (holding honed.toml) or the honed.toml file.")
 
@@ -44,7 +44,7 @@ def public(
     name: Annotated[PublicSet, typer.Argument(help="Which public data set to turn into a task.")],
     out_dir: Annotated[Path, typer.Option("--out", help="Task folder to write (created if missing).")],
     seed: Annotated[int, typer.Option(help="Sampling seed: same seed, same files.")] = 0,
-    data_dir: Annotated[Path | None, typer.Option(help=_DATA_DIR_HELP)] = None,
+    data_dir: Annotated[Path | None, typer.Option("--from", help=_FROM_HELP)] = None,
     labels: Annotated[int, typer.Option(help="banking77-none: intents kept as labels.")] = 10,
     none_intents: Annotated[int, typer.Option(help="banking77-none: intents held out as NONE.")] = 4,
     train_per_label: Annotated[int, typer.Option(help="banking77-none: train+val messages per label.")] = 30,
@@ -53,9 +53,15 @@ def public(
     test_size: Annotated[int, typer.Option(help="restaurant8k: test examples.")] = 150,
 ) -> None:
     """Write a task folder (honed.toml, data/*.jsonl, SOURCE.txt) from a public data set."""
-    from honed.data.public import banking77_none, restaurant8k
+    from honed.data.public import banking77_none, expected_files, restaurant8k
+    from honed.errors import DataError
     from honed.task import load_items, load_task
 
+    if data_dir is None:  # not a required typer option: the error says what the folder must hold
+        dataset = "banking77" if name is PublicSet.banking77_none else "restaurant8k"
+        raise DataError(f"honed data public {name.value} needs --from DIR, the folder that holds "
+                        f"{expected_files(dataset)} "
+                        "(honed ships no data and knows no default place for it)")
     if name is PublicSet.banking77_none:
         folder = banking77_none(
             out_dir,

@@ -1,15 +1,15 @@
 """Public data sets → honed task folders.
 
-The data sets are read at run time from a shared data folder (never copied into the repo):
-`banking77/` (intent classification, turned into a classify task with held-out intents as NONE) and
-`restaurant8k/` (slot filling, turned into an extract task). Both are CC BY 4.0, PolyAI.
+The data sets are read at run time from a folder the caller names (`honed data public NAME --from DIR`;
+nothing is copied into the project, and honed knows no default place for them): `DIR/banking77/` (intent
+classification, turned into a classify task with held-out intents as NONE) and `DIR/restaurant8k/` (slot filling,
+turned into an extract task). Both are CC BY 4.0, PolyAI (github.com/PolyAI-LDN/task-specific-datasets).
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import os
 import random
 from collections import defaultdict
 from pathlib import Path
@@ -17,10 +17,15 @@ from typing import Any
 
 from honed.errors import DataError
 
-DATA_ENV = "HONED_SHARED_DATA"
 VAL_FRACTION = 0.2
 RESTAURANT_SLOTS = ("people", "time", "date", "first_name", "last_name")
-_ORIGIN = "github.com/PolyAI-LDN/task-specific-datasets (PolyAI), licence CC BY 4.0"
+SOURCE_FILES = {
+    "banking77": ("categories.json", "train.csv", "test.csv"),
+    "restaurant8k": ("train_0.json", "test.json"),
+}
+"""The files each data set is built from, inside the data folder's `banking77/` and `restaurant8k/`."""
+_REPO = "github.com/PolyAI-LDN/task-specific-datasets"
+_ORIGIN = f"{_REPO} (PolyAI), licence CC BY 4.0"
 
 _BANKING_PROMPT = """\
 Classify this message from a bank customer into one of these intents:
@@ -49,34 +54,28 @@ _RESTAURANT_TUNED = """\
 {% if requested_slots %}(asked for: {{ requested_slots | join(", ") }}) {% endif %}Booking message: {{ text }}"""
 
 
-def default_data_dir() -> Path:
-    """The shared data folder: $HONED_SHARED_DATA, else ../shared/data from the cwd, or /work/shared/data."""
-    env = os.environ.get(DATA_ENV)
-    if env:
-        path = Path(env).expanduser()
-        if not path.is_dir():
-            raise DataError(
-                f"{DATA_ENV}={env} is not a folder; point it at the folder that holds "
-                "banking77/ and restaurant8k/"
-            )
-        return path
-    for path in (Path.cwd() / ".." / "shared" / "data", Path("/work/shared/data")):
-        if path.is_dir():
-            return path.resolve()
-    raise DataError(
-        "public data folder not found (looked in ../shared/data and /work/shared/data); "
-        f"set {DATA_ENV}=/path/to/data, the folder that holds banking77/ and restaurant8k/"
-    )
+def expected_files(dataset: str) -> str:
+    """What the data folder must hold for `dataset`, as an error message says it."""
+    return ", ".join(f"{dataset}/{name}" for name in SOURCE_FILES[dataset])
 
 
-def _source_file(data_dir: Path | None, dataset: str, name: str) -> Path:
-    path = (data_dir or default_data_dir()) / dataset / name
-    if not path.is_file():
+def check_data_dir(data_dir: Path, dataset: str) -> Path:
+    """`data_dir` if it holds every file `dataset` is built from, else a DataError naming the first one missing
+    and everything the folder should hold."""
+    data_dir = Path(data_dir).expanduser()
+    wanted = expected_files(dataset)
+    if not data_dir.is_dir():
         raise DataError(
-            f"{path}: not found; the {dataset} data set needs {dataset}/{name} in the data folder "
-            f"(pass data_dir / --data-dir, or set {DATA_ENV})"
+            f"{data_dir}: not a folder; the data folder (--from DIR) must hold {wanted}, as laid out in {_REPO}"
         )
-    return path
+    for name in SOURCE_FILES[dataset]:
+        path = data_dir / dataset / name
+        if not path.is_file():
+            raise DataError(
+                f"{path}: not found; the {dataset} data set is built from {wanted} inside the data folder "
+                f"(--from DIR, here {data_dir})"
+            )
+    return data_dir
 
 
 def _write_jsonl(path: Path, items: list[dict[str, Any]]) -> None:
@@ -129,7 +128,7 @@ def banking77_label(intent: str) -> str:
 def banking77_none(
     out_dir: Path,
     *,
-    data_dir: Path | None = None,
+    data_dir: Path,
     n_labels: int = 10,
     n_none: int = 4,
     train_per_label: int = 30,
@@ -142,10 +141,11 @@ def banking77_none(
     `n_none` are held out and their messages become "NONE". From train.csv: `train_per_label` messages per
     kept label and `2 * train_per_label` NONE messages spread over the held-out intents, 20% of each group
     going to val. From test.csv: `test_per_label` per kept label and `2 * test_per_label` NONE.
-    Returns `out_dir`.
+    `data_dir` is the folder that holds `banking77/` (categories.json, train.csv, test.csv). Returns `out_dir`.
     """
+    source = check_data_dir(data_dir, "banking77") / "banking77"
     categories: list[str] = json.loads(
-        _source_file(data_dir, "banking77", "categories.json").read_text("utf-8")
+        (source / "categories.json").read_text("utf-8")
     )
     if n_labels < 2 or n_none < 1 or n_labels + n_none > len(categories):
         raise DataError(
@@ -158,7 +158,7 @@ def banking77_none(
 
     def by_intent(name: str) -> dict[str, list[str]]:
         groups: dict[str, list[str]] = defaultdict(list)
-        with _source_file(data_dir, "banking77", name).open(encoding="utf-8", newline="") as fh:
+        with (source / name).open(encoding="utf-8", newline="") as fh:
             for row in csv.DictReader(fh):
                 groups[row["category"]].append(row["text"].strip())
         return groups
@@ -239,7 +239,7 @@ def _stratified(rng: random.Random, rows: list[Any], size: int, what: str) -> tu
 def restaurant8k(
     out_dir: Path,
     *,
-    data_dir: Path | None = None,
+    data_dir: Path,
     train_size: int = 400,
     test_size: int = 150,
     seed: int = 0,
@@ -249,19 +249,14 @@ def restaurant8k(
     `train_size` examples are sampled from train_0.json (20% of them go to val) and `test_size` from
     test.json, keeping the source's share of messages with no slot (`{}`). Train examples whose text occurs
     in the sampled test are left out. Values are the labelled spans of the text, whitespace-stripped.
-    Returns `out_dir`.
+    `data_dir` is the folder that holds `restaurant8k/` (train_0.json, test.json). Returns `out_dir`.
     """
+    source = check_data_dir(data_dir, "restaurant8k") / "restaurant8k"
     rng = random.Random(seed)
-    empty, full = _stratified(
-        rng, _restaurant_rows(_source_file(data_dir, "restaurant8k", "test.json")), test_size, "test.json"
-    )
+    empty, full = _stratified(rng, _restaurant_rows(source / "test.json"), test_size, "test.json")
     test = empty + full
     test_texts = {inputs["text"] for inputs, _ in test}
-    pool = [
-        r
-        for r in _restaurant_rows(_source_file(data_dir, "restaurant8k", "train_0.json"))
-        if r[0]["text"] not in test_texts
-    ]
+    pool = [r for r in _restaurant_rows(source / "train_0.json") if r[0]["text"] not in test_texts]
     empty, full = _stratified(rng, pool, train_size, "train_0.json")
     n_val_empty = round(len(empty) * VAL_FRACTION)
     n_val_full = round(train_size * VAL_FRACTION) - n_val_empty
