@@ -17,10 +17,10 @@ import pytest
 
 from honed.evaluate import scorers
 from honed.evaluate.scoring import ItemRecord
-from honed.export import docs_runs as dr
+from honed.export.docs import runs as dr
 from honed.export.docs import render_benchmarks
-from honed.export.docs_md import fmt, fmt_ci
-from honed.export.docs_usage import tune_toml
+from honed.export.docs.markdown import fmt, fmt_ci
+from honed.export.docs.usage import tune_toml
 from honed.export.package import Acceptance, Manifest, Rung
 from honed.task.data import load_items
 from honed.task.spec import load_task
@@ -209,7 +209,7 @@ def test_a_gate_without_its_keys_is_named_key_by_key(tmp_path: Path) -> None:
 def test_python_literal_of_a_schema_is_python_and_round_trips() -> None:
     import ast
 
-    from honed.export.docs_examples import py_literal
+    from honed.export.docs.examples import py_literal
 
     value = {"type": "object", "additionalProperties": False, "default": None, "required": ["a", "b"],
              "properties": {"a": {"type": "string", "description": 'say "hi"\nthen\tgo — ok'}, "n": 1.5},
@@ -220,7 +220,7 @@ def test_python_literal_of_a_schema_is_python_and_round_trips() -> None:
 
 
 def test_limitations_and_hardware_name_their_numbers(tmp_path: Path) -> None:
-    from honed.export.docs_usage import hardware_section, limitations_section, sampling_section
+    from honed.export.docs.usage import hardware_section, limitations_section, sampling_section
     from honed.export.package import Package
 
     root = package_task(tmp_path / "pkg", "classify")

@@ -24,6 +24,7 @@ from typing import Any
 
 from honed.backends.models import file_sha256
 from honed.errors import UserError
+from honed.export.docs import render_benchmarks, render_usage
 from honed.export.package import (
     MANIFEST,
     TASK_DIR,
@@ -198,22 +199,12 @@ def _link(src: Path, dst: Path) -> None:
 
 def _docs(root: Path, manifest: Manifest, task: Task, gate: dict[str, Any] | None, ladder: dict[str, Any],
           ladder_md: str) -> list[str]:
-    """usage.md and benchmarks.md from honed.export.docs; a minimal stand-in where it cannot render them."""
+    """usage.md and benchmarks.md; without a gate.json (a forced export) benchmarks.md has only the ladder."""
     notes = []
-    try:
-        from honed.export import docs
-    except ImportError:
-        docs = None  # type: ignore[assignment]
-    usage = bench = None
-    if docs is not None:
-        usage = docs.render_usage(root, manifest, task)
-        if gate is not None:
-            bench = docs.render_benchmarks(root, manifest, gate, ladder)
-    if usage is None:
-        notes.append("usage.md is a minimal stand-in (honed.export.docs is not installed)")
-        usage = (f"# {manifest.task} {manifest.version}\n\nServe the recommended rung: `honed serve .` or "
-                 f"`ollama create {manifest.task} -f Modelfile`.\n")
-    if bench is None:
+    usage = render_usage(root, manifest, task)
+    if gate is not None:
+        bench = render_benchmarks(root, manifest, gate, ladder)
+    else:
         notes.append("benchmarks.md has only the quant ladder (no gate.json: the export was forced)")
         bench = f"# Benchmarks: {manifest.task} {manifest.version}\n\nNo gate ran.\n\n## Quant ladder\n\n{ladder_md}"
     write_text_atomic(root / "usage.md", usage)

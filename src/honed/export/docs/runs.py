@@ -16,6 +16,7 @@ from honed.errors import UserError
 from honed.evaluate import scorers
 from honed.evaluate.output import FAILURE_CAUSES
 from honed.evaluate.scoring import ItemRecord, item_keywords
+from honed.export.docs.markdown import cut
 from honed.task.data import Item
 from honed.task.spec import Task
 
@@ -166,12 +167,6 @@ def wrong_pairs(records: list[ItemRecord]) -> Counter[tuple[str, str]]:
     """(expected, answered) counts of the wrong answers: the mistakes a classify/pick model repeats."""
     return Counter((str(r.expected), _shown(r)) for r in records
                    if r.cause == "wrong_answer")
-
-
-def cut(text: str, limit: int = 200) -> str:
-    """One line, at most `limit` characters: for answers inside a Markdown line."""
-    text = text.replace("\n", "⏎")
-    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def answer_text(rec: ItemRecord, limit: int = 200) -> str:

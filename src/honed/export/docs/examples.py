@@ -1,4 +1,5 @@
-"""usage.md's copy-paste examples: the exact prompt a packaged GGUF is served, and three ways to send it.
+"""usage.md's copy-paste examples: which test items to show, the exact prompt a packaged GGUF is served, and
+three ways to send it (`ollama run`, `curl`, the `openai` client).
 
 The prompt is rendered by THE prompt builder (`honed.task.prompt`) with the chat template stored in the GGUF
 itself, read through llama.cpp with `vocab_only=True` (the weights are not loaded, so this costs ~0.1 s even
@@ -15,6 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from honed.errors import MissingDependency
+from honed.export.docs.markdown import fence
+from honed.export.package import ANCHORS, Anchor, Package
+from honed.task.data import load_items
 from honed.task.prompt import (
     PLAIN_STOP,
     build_answer,
@@ -26,6 +30,8 @@ from honed.task.prompt import (
 from honed.task.spec import Task
 from honed.types import Message
 
+BASE_URL = "http://127.0.0.1:8080"
+"""Where the examples expect the server (llama.cpp's and `honed serve`'s usual port)."""
 HEREDOC = "HONED_PROMPT"
 """Delimiter of the quoted heredoc that feeds `ollama run` (quoted: the shell expands nothing inside)."""
 
@@ -144,3 +150,53 @@ def python_example(task: Task, inputs: dict[str, Any], tpl: ChatTemplate, model:
         f"response = client.{call}.create(\n{kwargs},\n)\n"
         f"print(response.{read})  # expected: {build_answer(task, expected)}"
     )
+
+
+def example_items(pkg: Package, task: Task, n: int = 3) -> list[Anchor]:
+    """Three test items to show, from the anchors (which carry what the shipped rung answered) when present;
+    different expected answers first, so the examples cover more than one class."""
+    anchors = pkg.anchors() if (pkg.root / ANCHORS).is_file() else []
+    if len(anchors) < n:  # topped up from the test set, without a recorded answer
+        have = {a.id for a in anchors}
+        anchors += [Anchor(i.id, i.inputs, i.expected, None) for i in load_items(task, "test") if i.id not in have]
+    seen: set[str] = set()
+    first, rest = [], []
+    for a in anchors:
+        key = json.dumps(a.expected, sort_keys=True, default=str)
+        (rest if key in seen else first).append(a)
+        seen.add(key)
+    return (first + rest)[:n]
+
+
+def _expected_text(task: Task, expected: Any) -> str:
+    if expected is None:  # generate items may have no reference: the format rules judge them
+        return "none recorded (the format rules in `task/honed.toml` judge the output)"
+    return f"`{build_answer(task, expected)}`"
+
+
+def examples_section(pkg: Package, task: Task, tpl: Any, gguf_file: str, ollama_model: str) -> list[str]:
+    examples = example_items(pkg, task)
+    out = ["## Examples", "",
+           "Start a server on the recommended file first, in this folder (any one of):", "", "```sh",
+           f"ollama create {ollama_model} -f Modelfile",
+           f"llama-server -m {gguf_file} --port 8080",
+           f"python -m llama_cpp.server --model {gguf_file} --port 8080",
+           "honed serve .   # the OpenAI-compatible endpoint with validation; use the URL it prints",
+           "```", ""]
+    forms = [("`ollama run`", "sh", lambda a: ollama_example(task, a.inputs, tpl, ollama_model)),
+             ("`curl` to the OpenAI-compatible server", "sh",
+              lambda a: curl_example(task, a.inputs, tpl, gguf_file, BASE_URL)),
+             ("Python, `openai` client", "python",
+              lambda a: python_example(task, a.inputs, tpl, gguf_file, BASE_URL, a.expected))]
+    for n, (anchor, (how, lang, make)) in enumerate(zip(examples, forms, strict=False), 1):
+        prompt = tpl.render(build_messages(task, anchor.inputs))
+        answered = (f" The recommended rung answered `{build_answer(task, anchor.answer)}` at export "
+                    "(anchors.jsonl)." if anchor.answer is not None else "")
+        out += [f"### Example {n}: test item `{anchor.id}`, {how}", "",
+                "The exact prompt the model is served:", "", fence(prompt, "text"), "",
+                fence(make(anchor), lang), "",
+                f"Expected answer: {_expected_text(task, anchor.expected)}.{answered}", ""]
+        if how == "`ollama run`" and task.prompt_system and tpl.template:
+            out[-1:-1] = ["`ollama run` sends only the user message: the task's system message must be the "
+                          "Modelfile's SYSTEM for Ollama to see the prompt above.", ""]
+    return out

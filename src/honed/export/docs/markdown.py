@@ -1,4 +1,4 @@
-"""Markdown helpers of the package documents: one way to write a number, a CI, a table, a code block."""
+"""Markdown of the package documents: one way to write a number, a CI, a table, a code block, a cut line."""
 
 from __future__ import annotations
 
@@ -33,13 +33,6 @@ def table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
-def rung_value(rung: Any, key: str) -> Any:
-    """A rung's measurement, whether export put it in `metrics` or beside them."""
-    if key in rung.metrics:
-        return rung.metrics[key]
-    return (rung.model_extra or {}).get(key)
-
-
 def fence(text: str, lang: str = "") -> str:
     """A fenced code block that survives backticks inside the text."""
     ticks = "```"
@@ -48,12 +41,7 @@ def fence(text: str, lang: str = "") -> str:
     return f"{ticks}{lang}\n{text}\n{ticks}"
 
 
-def recommended_rung(manifest: Any) -> Any:
-    """The manifest's recommended rung (a clear error when `recommended` names no rung)."""
-    for rung in manifest.rungs:
-        if rung.quant.upper() == manifest.recommended.upper():
-            return rung
-    from honed.errors import UserError
-
-    raise UserError(f"manifest: recommended = {manifest.recommended!r} but the rungs are "
-                    f"{', '.join(r.quant for r in manifest.rungs) or 'none'}")
+def cut(text: str, limit: int = 200) -> str:
+    """One line, at most `limit` characters: for answers inside a Markdown line."""
+    text = text.replace("\n", "⏎")
+    return text if len(text) <= limit else text[:limit] + "…"

@@ -1,8 +1,7 @@
-"""The package's documents for people: `usage.md` and `benchmarks.md`.
+"""benchmarks.md: base vs tuned, the quantization ladder, the confusion matrix, before/after, failures.
 
-Both are pure functions of their inputs plus files inside the package and the eval run folders that gate.json
-and the ladder name: nothing is re-run, and every number says where it comes from (gate.json, the ladder that
-`honed export` measured, or an eval run id), so a reader can check it.
+Every number says where it comes from (gate.json, the ladder `honed export` measured, or an eval run id), so a
+reader can check it; nothing is re-run.
 """
 
 from __future__ import annotations
@@ -12,16 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from honed.errors import UserError
-from honed.export import docs_runs as dr
-from honed.export.docs_examples import curl_example, ollama_example, python_example, read_chat_template
-from honed.export.docs_md import fence, fmt, fmt_ci, recommended_rung, table
-from honed.export.docs_usage import hardware_section, limitations_section, retrain_section, sampling_section
-from honed.export.package import ANCHORS, TASK_DIR, Anchor, Manifest, Package
+from honed.export.docs import runs as dr
+from honed.export.docs.markdown import fmt, fmt_ci, table
+from honed.export.package import TASK_DIR, Manifest
 from honed.task.data import Item, load_items
-from honed.task.prompt import build_answer, build_messages
+from honed.task.prompt import build_answer
 from honed.task.spec import Task, load_task
 
-BASE_URL = "http://127.0.0.1:8080"
 CAUSES = {
     "error": "the backend returned an error (e.g. the prompt did not fit the context)",
     "empty_after_thinking": "it thought and then gave no answer",
@@ -36,9 +32,6 @@ CAUSES = {
 def _inputs_text(inputs: dict[str, Any], limit: int = 400) -> str:
     text = json.dumps(inputs, ensure_ascii=False)
     return text if len(text) <= limit else text[:limit] + "…"
-
-
-# ---------------------------------------------------------------------------------------------- benchmarks.md
 
 
 def render_benchmarks(pkg_root: Path, manifest: Manifest, gate: dict[str, Any], ladder: dict[str, Any]) -> str:
@@ -198,151 +191,4 @@ def _failures_section(task: Task, tuned: dr.EvalRun) -> list[str]:
             out += [f"- `{r.id}`: expected `{dr.cut(build_answer(task, r.expected), 120)}`, got "
                     f"`{dr.answer_text(r, 120)}`" for r in recs[:3]]
         out.append("")
-    return out
-
-
-# -------------------------------------------------------------------------------------------------- usage.md
-
-
-def example_items(pkg: Package, task: Task, n: int = 3) -> list[Anchor]:
-    """Three test items to show, from the anchors (which carry what the shipped rung answered) when present;
-    different expected answers first, so the examples cover more than one class."""
-    anchors = pkg.anchors() if (pkg.root / ANCHORS).is_file() else []
-    if len(anchors) < n:  # topped up from the test set, without a recorded answer
-        have = {a.id for a in anchors}
-        anchors += [Anchor(i.id, i.inputs, i.expected, None) for i in load_items(task, "test") if i.id not in have]
-    seen: set[str] = set()
-    first, rest = [], []
-    for a in anchors:
-        key = json.dumps(a.expected, sort_keys=True, default=str)
-        (rest if key in seen else first).append(a)
-        seen.add(key)
-    return (first + rest)[:n]
-
-
-def _expected_text(task: Task, expected: Any) -> str:
-    if expected is None:  # generate items may have no reference: the format rules judge them
-        return "none recorded (the format rules in `task/honed.toml` judge the output)"
-    return f"`{build_answer(task, expected)}`"
-
-
-def render_usage(pkg_root: Path, manifest: Manifest, task: Task) -> str:
-    """usage.md: what it does and does not, the prompt format with three real copy-paste examples, sampling
-    settings and why, hardware needs, known limitations, how to retrain."""
-    pkg = Package(Path(pkg_root), manifest)
-    rec = recommended_rung(manifest)
-    gguf = pkg.root / rec.file
-    tpl = read_chat_template(gguf)
-    ollama_model = str((manifest.model_extra or {}).get("ollama_model") or f"{manifest.task}:{manifest.version}")
-    ollama_model = ollama_model.lower()
-    out = [f"# {manifest.task} {manifest.version}: usage", "",
-           f"A fine-tune of `{manifest.base_model.get('name')}` for one `{task.kind}` task, shipped as GGUF files "
-           f"(recommended: `{rec.file}`, {rec.quant}), the unmerged adapter (`adapter/`), an Ollama `Modelfile`, "
-           "the task (`task/`) and its locked test set. `benchmarks.md` has the measurements; `honed verify .` "
-           "re-checks every file's sha256 and re-runs the anchor items.", ""]
-    out += _does_section(task, manifest)
-    out += _prompt_section(task, tpl, manifest)
-    out += _examples_usage(pkg, task, tpl, rec.file, ollama_model)
-    out += sampling_section(task, tpl.template is not None)
-    out += hardware_section(pkg, manifest)
-    out += limitations_section(pkg, manifest, task)
-    out += retrain_section(manifest, task)
-    return "\n".join(out).rstrip() + "\n"
-
-
-def _does_section(task: Task, manifest: Manifest) -> list[str]:
-    acc = manifest.acceptance
-    out = ["## What it does", "", task.spec.description or f"The `{task.name}` task.", ""]
-    if task.spec.classify:
-        c = task.spec.classify
-        out += ["It answers with exactly one of these labels:", ""]
-        out += [f"- `{label}`" + (f": {c.descriptions[label]}" if label in c.descriptions else "")
-                for label in c.all_labels]
-    elif task.spec.pick:
-        out += [f"Given a numbered list of candidates (input field `{task.spec.pick.candidates_field}`), it "
-                f"answers with the number of the one that fits, or `{task.spec.pick.none_label}`."]
-    elif task.kind == "extract":
-        out += ["It answers with one JSON object that satisfies this schema (from `task/`):", "",
-                fence(json.dumps(task.schema, ensure_ascii=False, indent=2), "json")]
-    elif task.spec.generate:
-        out += ["It writes text that must pass these format rules (regular expressions):", ""]
-        out += [f"- `{r.name}`: `{r.pattern}`" + ("" if r.must_match else " must NOT match")
-                for r in task.spec.generate.rules]
-    out += ["", f"Acceptance: `{acc.primary_metric}` ≥ {fmt(acc.min_value)} on the locked test set (the gate's "
-            "threshold, manifest.json `acceptance`); `honed monitor` re-checks it on anchor items."]
-    if task.spec.acceptance.min_value is None:
-        out += ["", "The task states no absolute bar (`[acceptance] min_value` in honed.toml): this minimum is only "
-                "the base model's score plus the required relative gain, and says nothing about whether the model "
-                "is good enough for your use."]
-    else:
-        out += ["", f"The task's own bar is `{acc.primary_metric}` ≥ {fmt(task.spec.acceptance.min_value)} "
-                "(`[acceptance] min_value`): the gate checked it."]
-    out += [""]
-    out += ["## What it does not do", ""]
-    if task.kind == "classify":
-        none = task.none_label
-        out.append("- It knows no label outside the list above; " +
-                   (f"anything else should get `{none}`." if none else
-                    "there is no out-of-scope label, so an unrelated input still gets one of them."))
-    elif task.kind == "pick":
-        out.append("- It does not judge candidates it is not given, nor rank them: one number or "
-                   f"`{task.none_label}`.")
-    elif task.kind == "extract":
-        out.append("- It extracts only what the schema has keys for, and does not check facts against any source.")
-    else:
-        out.append("- It follows the format; it does not check that the content is true.")
-    out += ["- It is not a chat assistant: any other instruction or prompt wording is outside what was measured.",
-            "- It was not tested on inputs unlike the test set (other languages, much longer texts).", ""]
-    return out
-
-
-def _prompt_section(task: Task, tpl: Any, manifest: Manifest) -> list[str]:
-    out = ["## Prompt format", "",
-           "Every request is built by honed's one prompt builder (`honed.task.prompt.build_messages`) from "
-           "`task/honed.toml`: the same text the model was trained, evaluated and is served on. Send the messages "
-           "exactly; a reworded prompt is an unmeasured model."]
-    if task.prompt == "tuned":
-        out += ["", "The model was fine-tuned on the task's short `tuned_template` (the answer space is learned, "
-                "not re-read in every prompt), so that is the template it is served with."]
-    if task.prompt_system:
-        out += ["", "System message template:", "", "```jinja", task.prompt_system.strip(), "```"]
-    out += ["", "User message template (Jinja2; the item's input fields are its variables):", "", "```jinja",
-            task.prompt_template.strip(), "```", ""]
-    if tpl.template:
-        checked = (manifest.model_extra or {}).get("round_trip")
-        out += ["The model's own chat template (stored in the GGUF) turns the messages into the text below; "
-                "llama.cpp servers apply it themselves, and the Ollama Modelfile carries the same template"
-                + (" (export's round-trip check, manifest.json `round_trip`)." if checked else
-                   " (check it: this manifest records no round-trip check)."), ""]
-    else:
-        out += ["The model has no chat template (a base model): the prompt is plain text ending in `Answer:`, sent "
-                "to the completion endpoint, and the answer ends at a blank line.", ""]
-    return out
-
-
-def _examples_usage(pkg: Package, task: Task, tpl: Any, gguf_file: str, ollama_model: str) -> list[str]:
-    examples = example_items(pkg, task)
-    out = ["## Examples", "",
-           "Start a server on the recommended file first, in this folder (any one of):", "", "```sh",
-           f"ollama create {ollama_model} -f Modelfile",
-           f"llama-server -m {gguf_file} --port 8080",
-           f"python -m llama_cpp.server --model {gguf_file} --port 8080",
-           "honed serve .   # the OpenAI-compatible endpoint with validation; use the URL it prints",
-           "```", ""]
-    forms = [("`ollama run`", "sh", lambda a: ollama_example(task, a.inputs, tpl, ollama_model)),
-             ("`curl` to the OpenAI-compatible server", "sh",
-              lambda a: curl_example(task, a.inputs, tpl, gguf_file, BASE_URL)),
-             ("Python, `openai` client", "python",
-              lambda a: python_example(task, a.inputs, tpl, gguf_file, BASE_URL, a.expected))]
-    for n, (anchor, (how, lang, make)) in enumerate(zip(examples, forms, strict=False), 1):
-        prompt = tpl.render(build_messages(task, anchor.inputs))
-        answered = (f" The recommended rung answered `{build_answer(task, anchor.answer)}` at export "
-                    "(anchors.jsonl)." if anchor.answer is not None else "")
-        out += [f"### Example {n}: test item `{anchor.id}`, {how}", "",
-                "The exact prompt the model is served:", "", fence(prompt, "text"), "",
-                fence(make(anchor), lang), "",
-                f"Expected answer: {_expected_text(task, anchor.expected)}.{answered}", ""]
-        if how == "`ollama run`" and task.prompt_system and tpl.template:
-            out[-1:-1] = ["`ollama run` sends only the user message: the task's system message must be the "
-                          "Modelfile's SYSTEM for Ollama to see the prompt above.", ""]
     return out

@@ -1,4 +1,8 @@
-"""usage.md's later sections: sampling settings and why, hardware needs, known limitations, how to retrain."""
+"""usage.md: what the model does and does not, its prompt format, the copy-paste examples (`examples.py`),
+sampling settings and why, hardware needs, known limitations, how to retrain.
+
+A pure function of the package's files and the eval run folders its manifest names: nothing is re-run.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,110 @@ import json
 from pathlib import Path
 from typing import Any
 
+from honed.errors import UserError
 from honed.evaluate.scorers import INVALID
-from honed.export import docs_runs as dr
-from honed.export.docs_md import fence, fmt, fmt_ci, recommended_rung, rung_value, table
+from honed.export.docs import runs as dr
+from honed.export.docs.examples import examples_section, read_chat_template
+from honed.export.docs.markdown import fence, fmt, fmt_ci, table
 from honed.export.package import Manifest, Package
 from honed.task.spec import Task
 
 _ANSWER = {"classify": "one label", "pick": "one number or NONE", "extract": "the JSON object",
            "generate": "the whole text"}
+
+
+def render_usage(pkg_root: Path, manifest: Manifest, task: Task) -> str:
+    """usage.md: what it does and does not, the prompt format with three real copy-paste examples, sampling
+    settings and why, hardware needs, known limitations, how to retrain."""
+    pkg = Package(Path(pkg_root), manifest)
+    rec = recommended_rung(manifest)
+    gguf = pkg.root / rec.file
+    tpl = read_chat_template(gguf)
+    ollama_model = str((manifest.model_extra or {}).get("ollama_model") or f"{manifest.task}:{manifest.version}")
+    ollama_model = ollama_model.lower()
+    out = [f"# {manifest.task} {manifest.version}: usage", "",
+           f"A fine-tune of `{manifest.base_model.get('name')}` for one `{task.kind}` task, shipped as GGUF files "
+           f"(recommended: `{rec.file}`, {rec.quant}), the unmerged adapter (`adapter/`), an Ollama `Modelfile`, "
+           "the task (`task/`) and its locked test set. `benchmarks.md` has the measurements; `honed verify .` "
+           "re-checks every file's sha256 and re-runs the anchor items.", ""]
+    out += _does_section(task, manifest)
+    out += _prompt_section(task, tpl, manifest)
+    out += examples_section(pkg, task, tpl, rec.file, ollama_model)
+    out += sampling_section(task, tpl.template is not None)
+    out += hardware_section(pkg, manifest)
+    out += limitations_section(pkg, manifest, task)
+    out += retrain_section(manifest, task)
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _does_section(task: Task, manifest: Manifest) -> list[str]:
+    acc = manifest.acceptance
+    out = ["## What it does", "", task.spec.description or f"The `{task.name}` task.", ""]
+    if task.spec.classify:
+        c = task.spec.classify
+        out += ["It answers with exactly one of these labels:", ""]
+        out += [f"- `{label}`" + (f": {c.descriptions[label]}" if label in c.descriptions else "")
+                for label in c.all_labels]
+    elif task.spec.pick:
+        out += [f"Given a numbered list of candidates (input field `{task.spec.pick.candidates_field}`), it "
+                f"answers with the number of the one that fits, or `{task.spec.pick.none_label}`."]
+    elif task.kind == "extract":
+        out += ["It answers with one JSON object that satisfies this schema (from `task/`):", "",
+                fence(json.dumps(task.schema, ensure_ascii=False, indent=2), "json")]
+    elif task.spec.generate:
+        out += ["It writes text that must pass these format rules (regular expressions):", ""]
+        out += [f"- `{r.name}`: `{r.pattern}`" + ("" if r.must_match else " must NOT match")
+                for r in task.spec.generate.rules]
+    out += ["", f"Acceptance: `{acc.primary_metric}` ≥ {fmt(acc.min_value)} on the locked test set (the gate's "
+            "threshold, manifest.json `acceptance`); `honed monitor` re-checks it on anchor items."]
+    if task.spec.acceptance.min_value is None:
+        out += ["", "The task states no absolute bar (`[acceptance] min_value` in honed.toml): this minimum is only "
+                "the base model's score plus the required relative gain, and says nothing about whether the model "
+                "is good enough for your use."]
+    else:
+        out += ["", f"The task's own bar is `{acc.primary_metric}` ≥ {fmt(task.spec.acceptance.min_value)} "
+                "(`[acceptance] min_value`): the gate checked it."]
+    out += [""]
+    out += ["## What it does not do", ""]
+    if task.kind == "classify":
+        none = task.none_label
+        out.append("- It knows no label outside the list above; " +
+                   (f"anything else should get `{none}`." if none else
+                    "there is no out-of-scope label, so an unrelated input still gets one of them."))
+    elif task.kind == "pick":
+        out.append("- It does not judge candidates it is not given, nor rank them: one number or "
+                   f"`{task.none_label}`.")
+    elif task.kind == "extract":
+        out.append("- It extracts only what the schema has keys for, and does not check facts against any source.")
+    else:
+        out.append("- It follows the format; it does not check that the content is true.")
+    out += ["- It is not a chat assistant: any other instruction or prompt wording is outside what was measured.",
+            "- It was not tested on inputs unlike the test set (other languages, much longer texts).", ""]
+    return out
+
+
+def _prompt_section(task: Task, tpl: Any, manifest: Manifest) -> list[str]:
+    out = ["## Prompt format", "",
+           "Every request is built by honed's one prompt builder (`honed.task.prompt.build_messages`) from "
+           "`task/honed.toml`: the same text the model was trained, evaluated and is served on. Send the messages "
+           "exactly; a reworded prompt is an unmeasured model."]
+    if task.prompt == "tuned":
+        out += ["", "The model was fine-tuned on the task's short `tuned_template` (the answer space is learned, "
+                "not re-read in every prompt), so that is the template it is served with."]
+    if task.prompt_system:
+        out += ["", "System message template:", "", "```jinja", task.prompt_system.strip(), "```"]
+    out += ["", "User message template (Jinja2; the item's input fields are its variables):", "", "```jinja",
+            task.prompt_template.strip(), "```", ""]
+    if tpl.template:
+        checked = (manifest.model_extra or {}).get("round_trip")
+        out += ["The model's own chat template (stored in the GGUF) turns the messages into the text below; "
+                "llama.cpp servers apply it themselves, and the Ollama Modelfile carries the same template"
+                + (" (export's round-trip check, manifest.json `round_trip`)." if checked else
+                   " (check it: this manifest records no round-trip check)."), ""]
+    else:
+        out += ["The model has no chat template (a base model): the prompt is plain text ending in `Answer:`, sent "
+                "to the completion endpoint, and the answer ends at a blank line.", ""]
+    return out
 
 
 def sampling_section(task: Task, chat: bool) -> list[str]:
@@ -170,3 +270,19 @@ def retrain_section(manifest: Manifest, task: Task) -> list[str]:
                 "gets other hashes:", "", table(["what", "sha256"], [[k, f"`{v}`"] for k, v in manifest.hashes.items()]),
                 ""]
     return out
+
+
+def rung_value(rung: Any, key: str) -> Any:
+    """A rung's measurement, whether export put it in `metrics` or beside them."""
+    if key in rung.metrics:
+        return rung.metrics[key]
+    return (rung.model_extra or {}).get(key)
+
+
+def recommended_rung(manifest: Any) -> Any:
+    """The manifest's recommended rung (a clear error when `recommended` names no rung)."""
+    for rung in manifest.rungs:
+        if rung.quant.upper() == manifest.recommended.upper():
+            return rung
+    raise UserError(f"manifest: recommended = {manifest.recommended!r} but the rungs are "
+                    f"{', '.join(r.quant for r in manifest.rungs) or 'none'}")
