@@ -195,7 +195,7 @@ def _planted_run(tmp_path: Path, task: Task, base_answer, tuned_answer, nll: tup
 CONTRACT = {"status", "created", "run_id", "task", "task_dir", "primary_metric", "split", "n_items", "base", "tuned",
             "relative_improvement", "relative_improvement_ci", "difference", "difference_ci", "p_value",
             "min_relative_improvement", "threshold", "min_value", "prompt", "checks", "vs_arm", "n_test", "limited",
-            "test_items_sha256", "adapter_sha256"}
+            "test_items_sha256", "adapter_sha256", "constrained"}
 
 
 def test_gate_end_to_end_pass_writes_the_contract(tmp_path: Path, task: Task) -> None:
@@ -208,6 +208,7 @@ def test_gate_end_to_end_pass_writes_the_contract(tmp_path: Path, task: Task) ->
     assert result.passed and doc["status"] == "PASS" and [c["name"] for c in doc["checks"]] == [
         "improvement", "forgetting", "collapse", "latency", "min_value"]
     assert doc["min_value"] is None and "states no absolute bar" in doc["checks"][4]["detail"]
+    assert doc["constrained"] == {"base": False, "tuned": False}  # the planted task decodes free
     assert doc["prompt"] == {"base": "base", "tuned": "base"}
     # base answers NONE to all 12 (4 right): F1 of NONE = 2·(1/3)·1/(1/3 + 1) = 0.5, the others 0 → 1/6
     assert doc["base"]["value"] == pytest.approx(1 / 6) and doc["tuned"]["value"] == 1.0

@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from honed.types import ModelInfo, Request, Response
+from honed.types import Constraint, ModelInfo, Request, Response
 
 
 class Backend(ABC):
@@ -26,6 +26,15 @@ class Backend(ABC):
     """Runs inside this process (one request at a time; peak memory is this process's RSS)."""
 
     info: ModelInfo
+
+    max_batch: ClassVar[int] = 1
+    """How many requests one `generate` call answers together (an in-process model batches them)."""
+
+    def honours(self, constraint: Constraint | None) -> bool:
+        """Whether this backend decodes under `constraint` (no constraint: always)."""
+        if constraint is None:
+            return True
+        return self.supports_choice if constraint.kind == "choice" else self.supports_schema
 
     @property
     def max_concurrency(self) -> int:

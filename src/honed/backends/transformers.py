@@ -21,7 +21,7 @@ from honed.backends.base import Backend
 from honed.backends.models import file_sha256, resolve_gguf
 from honed.errors import MissingDependency, ModelNotFound
 from honed.task.prompt import PLAIN_STOP, render_chat, render_plain
-from honed.types import ModelInfo, Request, Response
+from honed.types import Constraint, ModelInfo, Request, Response, Sampling
 
 # Tokens that end a turn in the common chat formats; llama.cpp treats them as end-of-generation too.
 _END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>", "<|endoftext|>", "<|end_of_text|>")
@@ -72,6 +72,8 @@ class TransformersBackend(Backend):
     name = "transformers"
     streams = True
     in_process = True
+    supports_choice = True
+    max_batch = 16
 
     def __init__(self, model: str, *, adapter: str | None = None, device: str = "auto",
                  dtype: str = "auto") -> None:
@@ -107,6 +109,7 @@ class TransformersBackend(Backend):
         self._net = net.to(self.device).eval()
         self._template = self._tok.chat_template
         self._eos_ids = self._end_ids()
+        self._pad_id = self._tok.pad_token_id if self._tok.pad_token_id is not None else self._eos_ids[0]
         self._lock = threading.Lock()
         base_sha = file_sha256(folder / gguf) if gguf else checkpoint_sha256(folder)
         sha = base_sha if adapter_dir is None else hashlib.sha256(
@@ -161,46 +164,77 @@ class TransformersBackend(Backend):
             out = self._net(input_ids=torch.tensor([list(token_ids)], device=self.device))
         return out.logits[0].float().cpu()
 
-    def _one(self, request: Request) -> Response:
+    def _config(self, s: Sampling, stop: list[str]) -> Any:
         import transformers
 
-        torch = self._torch
-        prompt = self.render(request)
-        ids = self.tokenize(prompt)
-        s = request.sampling
-        stop = list(s.stop) + ([] if self._template else list(PLAIN_STOP))
         sample = s.temperature > 0
-        config = transformers.GenerationConfig(
+        return transformers.GenerationConfig(
             max_new_tokens=s.max_tokens, do_sample=sample, temperature=s.temperature if sample else None,
             top_p=s.top_p if sample else None, top_k=0 if sample else None, repetition_penalty=1.0,
-            eos_token_id=self._eos_ids, pad_token_id=self._tok.pad_token_id or self._eos_ids[0],
-            stop_strings=stop or None)
+            eos_token_id=self._eos_ids, pad_token_id=self._pad_id, stop_strings=stop or None)
+
+    def _choice_ids(self, constraint: Constraint | None) -> tuple[tuple[int, ...], ...] | None:
+        if constraint is None:
+            return None
+        if constraint.kind != "choice":
+            raise ValueError("the transformers backend constrains decoding to a list of choices only")
+        return tuple(tuple(self._tok.encode(c, add_special_tokens=False)) for c in constraint.choices)
+
+    def _batch(self, requests: Sequence[Request]) -> list[Response]:
+        """Answer requests that share their sampling settings in one `generate` call (left-padded rows)."""
+        torch = self._torch
+        prompts = [self.render(r) for r in requests]
+        ids = [self.tokenize(p) for p in prompts]
+        s = requests[0].sampling
+        stop = list(s.stop) + ([] if self._template else list(PLAIN_STOP))
+        try:
+            choices = [self._choice_ids(r.constraint) for r in requests]
+        except ValueError as exc:
+            return [Response(text="", finish_reason="error", prompt_tokens=len(i), error=str(exc), prompt_text=p)
+                    for i, p in zip(ids, prompts, strict=True)]
         clock = _FirstTokenClock()
         t0 = clock.t0 = time.perf_counter()
         try:
-            with torch.random.fork_rng(devices=[]), torch.inference_mode():
+            with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(s.seed)
-                out = self._net.generate(
-                    input_ids=torch.tensor([ids], device=self.device),
-                    attention_mask=torch.ones(1, len(ids), dtype=torch.long, device=self.device),
-                    generation_config=config, streamer=clock, tokenizer=self._tok if stop else None)
+                rows = decode_batch(self._net, ids, self._config(s, stop), pad_id=self._pad_id,
+                                    end_ids=self._eos_ids, choices=choices, streamer=clock,
+                                    tokenizer=self._tok if stop else None)
         except (ValueError, RuntimeError) as exc:  # e.g. a prompt longer than the model's positions
-            return Response(text="", finish_reason="error", prompt_tokens=len(ids),
-                            latency_s=time.perf_counter() - t0, error=str(exc), prompt_text=prompt)
+            return [Response(text="", finish_reason="error", prompt_tokens=len(i), latency_s=time.perf_counter() - t0,
+                             error=str(exc), prompt_text=p) for i, p in zip(ids, prompts, strict=True)]
         latency = time.perf_counter() - t0
-        new = out[0, len(ids):].tolist()
-        ended = bool(new) and new[-1] in self._eos_ids
-        text = self._tok.decode(new[:-1] if ended else new, skip_special_tokens=True)
-        cut = min((i for i in (text.find(x) for x in stop) if i >= 0), default=-1)
-        if cut >= 0:
-            text = text[:cut]
-        finish = "stop" if ended or cut >= 0 or len(new) < s.max_tokens else "length"
-        return Response(text=text, finish_reason=finish, prompt_tokens=len(ids), completion_tokens=len(new),
-                        ttft_s=clock.ttft_s, latency_s=latency, prompt_text=prompt)
+        answers = []
+        for (new, ended), prompt, prompt_ids in zip(rows, prompts, ids, strict=True):
+            text = self._tok.decode(new[:-1] if ended else new, skip_special_tokens=True)
+            cut = min((i for i in (text.find(x) for x in stop) if i >= 0), default=-1)
+            if cut >= 0:
+                text = text[:cut]
+            finish = "stop" if ended or cut >= 0 or len(new) < s.max_tokens else "length"
+            answers.append(Response(text=text, finish_reason=finish, prompt_tokens=len(prompt_ids),
+                                    completion_tokens=len(new), ttft_s=clock.ttft_s, latency_s=latency,
+                                    prompt_text=prompt))
+        return answers
 
     def generate(self, requests: Sequence[Request]) -> list[Response]:
-        with self._lock:  # one model, one request at a time (and the seeded RNG stays ours)
-            return [self._one(r) for r in requests]
+        """Greedy requests with the same settings are answered `max_batch` at a time, in one left-padded batch
+        (each response's latency is its batch's); sampled ones one at a time, so each keeps its seeded stream.
+        """
+        answers: dict[int, Response] = {}
+        with self._lock:  # one model, one generate call at a time (and the seeded RNG stays ours)
+            groups: dict[Sampling, list[int]] = {}
+            for k, r in enumerate(requests):
+                if r.sampling.temperature > 0:
+                    answers[k] = self._batch([r])[0]
+                else:
+                    groups.setdefault(r.sampling, []).append(k)
+            for members in groups.values():
+                members.sort(key=lambda k: len(self.render(requests[k])))
+                for i in range(0, len(members), self.max_batch):
+                    part = members[i:i + self.max_batch]
+                    for k, resp in zip(part, self._batch([requests[k] for k in part]), strict=True):
+                        answers[k] = resp
+        return [answers[k] for k in range(len(requests))]
 
     def close(self) -> None:
         self._net = None  # type: ignore[assignment]
@@ -224,3 +258,68 @@ class _FirstTokenClock:
 
     def end(self) -> None:
         pass
+
+
+def decode_batch(net: Any, prompts: Sequence[Sequence[int]], config: Any, *, pad_id: int, end_ids: Sequence[int],
+                 choices: Sequence[tuple[tuple[int, ...], ...] | None] | None = None, streamer: Any = None,
+                 tokenizer: Any = None) -> list[tuple[list[int], bool]]:
+    """Generate for token-id prompts in one left-padded batch: per row, (new token ids up to and including the
+    end-of-turn token, whether it ended there). `choices[b]` keeps row b on one of its choices' token paths.
+    The one batched decoder: the transformers backend and training's validation passes both call it."""
+    import torch
+    import transformers
+
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for b, p in enumerate(prompts):
+        ids[b, width - len(p):] = torch.tensor(list(p), dtype=torch.long)
+        mask[b, width - len(p):] = 1
+    processors = None
+    if choices is not None and any(c is not None for c in choices):
+        processors = transformers.LogitsProcessorList([_ChoiceTrie(list(choices), list(end_ids), width)])
+    device = next(net.parameters()).device
+    with torch.inference_mode():
+        out = net.generate(input_ids=ids.to(device), attention_mask=mask.to(device), generation_config=config,
+                           streamer=streamer, logits_processor=processors, tokenizer=tokenizer)
+    rows = []
+    for row in out[:, width:].tolist():
+        end = next((k for k, t in enumerate(row) if t in end_ids), None)
+        if end is not None:
+            rows.append((row[:end + 1], True))
+            continue
+        while row and row[-1] == pad_id:  # a row stopped by a stop string is padded after its last token
+            row = row[:-1]
+        rows.append((row, False))
+    return rows
+
+
+class _ChoiceTrie:
+    """A logits processor that keeps each row of a batch on the token path of one of its choices, then ends it.
+
+    A row's choices are token sequences (each choice as the tokenizer spells it alone); after a whole choice only
+    an end-of-turn token may follow. A row without choices (None) decodes freely. The same answer space as
+    llama.cpp's choice grammar, which accepts exactly one of the strings.
+    """
+
+    def __init__(self, choices: list[tuple[tuple[int, ...], ...] | None], end_ids: list[int], prompt_len: int) -> None:
+        self.choices = choices
+        self.end_ids = end_ids
+        self.prompt_len = prompt_len
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        done = input_ids[:, self.prompt_len:].tolist()
+        for b, options in enumerate(self.choices):
+            if options is None:
+                continue
+            prefix = tuple(done[b])
+            n = len(prefix)
+            allowed = {o[n] for o in options if len(o) > n and o[:n] == prefix}
+            if not allowed or prefix in options:
+                allowed.update(self.end_ids)
+            keep = torch.full_like(scores[b], float("-inf"))
+            keep[list(allowed)] = 0.0
+            scores[b] = scores[b] + keep
+        return scores

@@ -15,7 +15,7 @@ from honed.backends.base import Backend
 from honed.evaluate.scoring import ItemRecord, item_keywords, judge, score, timing_summary
 from honed.store import Store, canonical_json, request_key, sha256_text, write_json_atomic, write_text_atomic
 from honed.task.data import Item, items_hash, load_items
-from honed.task.prompt import build_request
+from honed.task.prompt import build_request, decide_constrained
 from honed.task.spec import Task
 from honed.types import Request, Response, Sampling
 
@@ -147,9 +147,7 @@ def evaluate(
     items = items if items is not None else load_items(task, split)
     if limit is not None:
         items = items[:limit]
-    constrained = task.spec.generation.constrained if constrained is None else constrained
-    if constrained and task.kind == "generate":
-        constrained = False
+    constrained = decide_constrained(task, constrained)
     own_store = store is None
     store = store or Store()
     model_id = backend.cache_identity()
@@ -158,7 +156,7 @@ def evaluate(
     for r in range(repeats):
         sampling = sampling_for(task, r, max_tokens, temperature, think)
         for item in items:
-            req = build_request(task, item, sampling, constrained=constrained)
+            req = build_request(task, item, sampling, constrained=constrained, backend=backend)
             key, phash, settings = request_key(model_id, req)
             jobs.append((r, item, req, key, phash, settings))
 
@@ -179,22 +177,25 @@ def evaluate(
     bar = _Progress(progress, len(jobs), f"eval {task.name} · {backend.info.name}")
     bar.advance(len(jobs) - len(missing))
     workers = max(1, min(concurrency, backend.max_concurrency))
+    batch = max(1, backend.max_batch)
+    if batch > 1:  # similar prompt lengths share a batch: less padding
+        missing.sort(key=lambda j: sum(len(m.content) for m in jobs[j][2].messages))
     try:
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            pending: dict[Future[list[Response]], int] = {}
-            queue = list(missing)
+            pending: dict[Future[list[Response]], list[int]] = {}
+            queue = [missing[i:i + batch] for i in range(0, len(missing), batch)]
             while queue or pending:
                 while queue and len(pending) < workers:
-                    j = queue.pop(0)
-                    pending[pool.submit(backend.generate, [jobs[j][2]])] = j
+                    chunk = queue.pop(0)
+                    pending[pool.submit(backend.generate, [jobs[j][2] for j in chunk])] = chunk
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in done:
-                    j = pending.pop(fut)
-                    resp = fut.result()[0]
-                    _, _, _, key, phash, settings = jobs[j]
-                    store.put(key, model_id, phash, settings, resp)  # committed now: survives a kill
-                    responses[j] = (resp, False)
-                    bar.advance()
+                    chunk = pending.pop(fut)
+                    for j, resp in zip(chunk, fut.result(), strict=True):
+                        _, _, _, key, phash, settings = jobs[j]
+                        store.put(key, model_id, phash, settings, resp)  # committed now: survives a kill
+                        responses[j] = (resp, False)
+                    bar.advance(len(chunk))
     except BaseException:
         if run_id is not None and run_dir is not None:
             store.record_run(run_id, "eval", task.name, backend.info.name, backend.info.sha256, run_dir,
@@ -220,7 +221,7 @@ def evaluate(
         "data": {"path": str(data_path) if data_path else None, "file_sha256": _file_sha(data_path),
                  "items_sha256": items_hash(items)},
         "settings": {**sampling_for(task, 0, max_tokens, temperature, think).key(), "constrained": constrained,
-                     "repeats": repeats, "concurrency": workers, "prompt": task.prompt},
+                     "repeats": repeats, "concurrency": workers, "batch": batch, "prompt": task.prompt},
         "n_items": len(items),
         "n_responses": len(records),
         "primary_metric": task.primary_metric,

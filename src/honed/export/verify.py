@@ -204,12 +204,11 @@ def _run_anchors(pkg: Package, task: Any, gguf: Path, backend: str, result: Veri
     # the settings export recorded the anchors with: the task's own (greedy by default; a temperature > 0 is
     # seeded, and llama.cpp's seeded sampling repeats itself, so forcing greedy would only invent mismatches)
     sampling = sampling_for(task, 0)
-    constrained = task.spec.generation.constrained
     try:
         with open_backend(backend, str(gguf)) as be:
             for a in anchors:
                 item = Item(a.id, a.inputs, a.expected)
-                resp = be.generate([build_request(task, item, sampling, constrained=constrained)])[0]
+                resp = be.generate([build_request(task, item, sampling, backend=be)])[0]
                 rec = judge(task, item, 0, resp)
                 result.anchors.append(AnchorCheck(a.id, a.expected, a.answer, rec.answer,
                                                   _same(a.answer, rec.answer, rec.text), rec.correct, rec.cause,

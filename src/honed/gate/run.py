@@ -223,6 +223,9 @@ def gate(run: Path, *, vs: Path | None = None, limit: int | None = None, store: 
         "threshold": max(checks.threshold(imp["base"], acc.min_relative_improvement), acc.min_value or 0.0),
         "min_value": acc.min_value,
         "prompt": {"base": "base", "tuned": task.prompt},
+        # how each side was decoded, as its evaluation recorded it (the task's constraint, or free for both)
+        "constrained": {"base": bool(base.result.doc["settings"].get("constrained")),
+                        "tuned": bool(tuned.result.doc["settings"].get("constrained"))},
         "checks": gate_checks,
         "vs_arm": vs_arm,
     }

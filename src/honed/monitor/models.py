@@ -62,10 +62,9 @@ def answer_items(task: Task, backend: Backend, items: Sequence[Item],
     """Greedy answers of `backend` to `items`, judged by the task (decoding as the task says: constrained or
     not, its max_tokens); one request at a time so a progress callback can follow."""
     sampling = sampling_for(task, 0)
-    constrained = task.spec.generation.constrained and task.kind != "generate"
     records = []
     for item in items:
-        resp = backend.generate([build_request(task, item, sampling, constrained=constrained)])[0]
+        resp = backend.generate([build_request(task, item, sampling, backend=backend)])[0]
         records.append(judge(task, item, 0, resp))
         if on_done is not None:
             on_done(1)

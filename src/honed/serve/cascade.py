@@ -28,7 +28,7 @@ from honed.evaluate.output import parse_output
 from honed.evaluate.runner import sampling_for
 from honed.serve.config import ServeConfig
 from honed.serve.layers import Layer
-from honed.task.prompt import build_constraint, build_messages
+from honed.task.prompt import build_constraint, build_messages, decide_constrained
 from honed.task.spec import Task
 from honed.types import Request, Response, Sampling
 
@@ -109,9 +109,10 @@ def attempt(layer: Layer, task: Task, inputs: dict[str, Any], cfg: ServeConfig, 
     """One layer's answer, validity and, when `judge`, its confidence (runs in the layer's worker thread)."""
     t0 = time.perf_counter()
     sampling = sampling_for(task, 0)
-    constrained = cfg.constrained and task.kind != "generate" and (
-        layer.backend.supports_choice if task.kind in ("classify", "pick") else layer.backend.supports_schema)
-    constraint = build_constraint(task, inputs) if constrained else None
+    # a layer whose backend cannot constrain (an upstream API) answers free, and its signals say so
+    constraint = build_constraint(task, inputs) if decide_constrained(task, cfg.constrained) else None
+    if not layer.backend.honours(constraint):
+        constraint = None
     request = Request(build_messages(task, inputs), sampling, constraint)
     response = layer.backend.generate([request])[0]
     parsed = parse_output(task, inputs, response)

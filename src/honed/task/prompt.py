@@ -21,6 +21,7 @@ from honed.errors import DataError, TaskError
 from honed.types import Constraint, Message, Request, Sampling
 
 if TYPE_CHECKING:
+    from honed.backends.base import Backend
     from honed.task.data import Item
     from honed.task.spec import Task
 
@@ -114,9 +115,28 @@ def build_constraint(task: Task, inputs: dict[str, Any]) -> Constraint:
     raise TaskError(f"{task.source}: constrained decoding is not defined for kind {task.kind!r}")
 
 
-def build_request(task: Task, item: Item, sampling: Sampling, constrained: bool = False) -> Request:
-    """Everything a backend needs for one item: the one entry point used by eval, tune and serve."""
-    constraint = build_constraint(task, item.inputs) if constrained and task.kind != "generate" else None
+def decide_constrained(task: Task, requested: bool | None = None) -> bool:
+    """Whether answers to `task` are decoded under its answer-space constraint: the caller's choice (a CLI flag,
+    a serve setting), else the task's `[generation] constrained`; never for kind generate (free text has no
+    answer space). The one place this is decided."""
+    want = task.spec.generation.constrained if requested is None else requested
+    return bool(want) and task.kind != "generate"
+
+
+def build_request(task: Task, item: Item, sampling: Sampling, constrained: bool | None = None,
+                  backend: Backend | None = None) -> Request:
+    """Everything a backend needs for one item: the one entry point of eval, gate, tune, verify and monitor.
+
+    With `backend`, a constraint the backend cannot honour is refused here, before any answer is asked: a run
+    that says "constrained" and decodes free would compare unlike with like.
+    """
+    constraint = build_constraint(task, item.inputs) if decide_constrained(task, constrained) else None
+    if backend is not None and not backend.honours(constraint):
+        assert constraint is not None
+        raise TaskError(f"{task.source}: the {backend.name} backend cannot constrain decoding to "
+                        f"{'a JSON schema' if constraint.kind == 'json_schema' else 'a list of choices'}; "
+                        "evaluate with --free (or [generation] constrained = false), or with the llamacpp backend "
+                        "on a GGUF of the model")
     return Request(messages=build_messages(task, item.inputs), sampling=sampling, constraint=constraint)
 
 

@@ -13,10 +13,10 @@ from typing import Any
 
 from honed.evaluate.scoring import item_keywords, judge, score
 from honed.task.data import Item
+from honed.task.prompt import build_constraint, decide_constrained
 from honed.task.spec import Task
 from honed.train.dataset import Encoded, TemplateInfo
 from honed.types import Response
-
 
 INVALID = "<invalid>"  # the label of val outputs that were no answer at all
 
@@ -70,29 +70,35 @@ def mean_loss(model: Any, examples: list[Encoded], pad_id: int, batch_size: int 
 
 
 def generate_texts(model: Any, tokenizer: Any, prompts: list[list[int]], max_new_tokens: int, eos_id: int,
-                   batch_size: int = 16) -> list[tuple[str, str]]:
-    """Greedy answers for prompt token lists, batched with left padding. Returns (text, finish_reason)."""
-    import torch
+                   batch_size: int = 16, choices: list[tuple[tuple[int, ...], ...] | None] | None = None,
+                   ) -> list[tuple[str, str]]:
+    """Greedy answers for prompt token lists, `batch_size` at a time; prompt i constrained to the token paths of
+    `choices[i]` when given. Returns (text, finish_reason)."""
+    import transformers
+
+    from honed.backends.transformers import decode_batch
 
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_id
+    config = transformers.GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=eos_id,
+                                           pad_token_id=pad_id)
     out: list[tuple[str, str]] = []
     model.eval()
-    with torch.no_grad():
-        for batch in _batches(prompts, batch_size):
-            width = max(len(p) for p in batch)
-            ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-            att = torch.zeros((len(batch), width), dtype=torch.long)
-            for i, p in enumerate(batch):
-                ids[i, width - len(p):] = torch.tensor(p)
-                att[i, width - len(p):] = 1
-            gen = model.generate(input_ids=ids.to(model.device), attention_mask=att.to(model.device),
-                                 max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=eos_id,
-                                 pad_token_id=pad_id)
-            for row in gen[:, width:].tolist():
-                stopped = eos_id in row
-                row = row[: row.index(eos_id)] if stopped else row
-                out.append((tokenizer.decode(row, skip_special_tokens=True), "stop" if stopped else "length"))
+    for start in range(0, len(prompts), batch_size):
+        rows = decode_batch(model, prompts[start:start + batch_size], config, pad_id=pad_id, end_ids=[eos_id],
+                            choices=choices[start:start + batch_size] if choices else None)
+        out.extend((tokenizer.decode(new[:-1] if ended else new, skip_special_tokens=True),
+                    "stop" if ended else "length") for new, ended in rows)
     return out
+
+
+def choice_paths(task: Task, tokenizer: Any, items: list[Item]) -> list[tuple[tuple[int, ...], ...] | None] | None:
+    """Each item's answer choices as token paths, where the task decodes constrained to a list of choices (the
+    val metric then scores answers as the gate and serve will decode them); None otherwise (a JSON schema is not
+    enforced during training's validation passes)."""
+    if not decide_constrained(task) or task.kind not in ("classify", "pick"):
+        return None
+    return [tuple(tuple(tokenizer.encode(c, add_special_tokens=False)) for c in build_constraint(task, i.inputs).choices)
+            for i in items]
 
 
 def _label(answer: Any) -> str:
@@ -112,7 +118,8 @@ def run_val_pass(step: int, model: Any, tokenizer: Any, task: Task, tpl: Templat
     # a correct answer is as long as an expected one: longer outputs are wrong however they end, so the pass does
     # not wait for them (early in training they run to max_tokens, and the pass is most of the step budget)
     longest = max((e.n_completion for e in val_encoded), default=task.max_tokens)
-    texts = generate_texts(model, tokenizer, prompts, min(task.max_tokens, longest + 8), tpl.eos_token_id)
+    texts = generate_texts(model, tokenizer, prompts, min(task.max_tokens, longest + 8), tpl.eos_token_id,
+                           choices=choice_paths(task, tokenizer, items))
     records = [judge(task, item, 0, Response(text=text, finish_reason=finish))  # type: ignore[arg-type]
                for item, (text, finish) in zip(items, texts)]
     scored = score(task, records, [item_keywords(task, i.inputs) for i in items], n_resamples=10)
