@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from honed.export.docs.markdown import fmt, fmt_ci
+from honed.display import fmt, fmt_ci
 from tests.integration.test_verify import shared_package
 
 pytestmark = pytest.mark.integration

@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
+from honed.display import fmt, fmt_ci
 from honed.evaluate import scorers
 from honed.evaluate.scoring import ItemRecord
-from honed.export.docs import runs as dr
 from honed.export.docs import render_benchmarks
-from honed.export.docs.markdown import fmt, fmt_ci
+from honed.export.docs import runs as dr
 from honed.export.docs.usage import tune_toml
 from honed.export.package import Acceptance, Manifest, Rung
 from honed.task.data import load_items

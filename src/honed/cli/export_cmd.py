@@ -11,14 +11,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from honed.display import fmt, fmt_ci
 from honed.store import resolve_run_dir
 
 out = Console()
 err = Console(stderr=True)
-
-
-def _fmt(v: object, nd: int = 3) -> str:
-    return "—" if v is None else f"{v:.{nd}f}" if isinstance(v, float) else str(v)
 
 
 def export_command(
@@ -56,12 +53,11 @@ def export_command(
                   title=f"quant ladder · {m.task} · locked test", title_justify="left")
     for r in m.rungs:
         x = r.metrics
-        ci = x.get("ci")
         agree = x.get("agreement_with_merged")
-        table.add_row(r.quant + (" ★" if r.quant == m.recommended else ""), _fmt(x.get("metric")),
-                      f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "—", _fmt(x.get("p50_ms"), 1),
-                      _fmt(x.get("p95_ms"), 1), _fmt(x.get("peak_memory_mb"), 0), _fmt(x.get("cost_per_1k"), 4),
-                      "—" if agree is None else f"{agree:.0%}", _fmt(x.get("size_mb"), 0))
+        table.add_row(r.quant + (" ★" if r.quant == m.recommended else ""), fmt(x.get("metric")),
+                      fmt_ci(x.get("ci")), fmt(x.get("p50_ms"), 1), fmt(x.get("p95_ms"), 1),
+                      fmt(x.get("peak_memory_mb"), 0), fmt(x.get("cost_per_1k"), 4),
+                      "n/a" if agree is None else f"{agree:.0%}", fmt(x.get("size_mb"), 0))
     out.print(table)
     ladder = getattr(m, "ladder", {}) or {}
     out.print(f"recommended: [bold]{m.recommended}[/] — {ladder.get('why', '')}", highlight=False)

@@ -9,16 +9,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from honed.display import fmt, fmt_ci
 from honed.store import resolve_run_dir
 
 out = Console()
 err = Console(stderr=True)
-
-
-def _fmt(x: Any, signed: bool = False) -> str:
-    if x is None:
-        return "n/a"
-    return f"{x:+.3f}" if signed else f"{x:.3f}"
 
 
 def _table(doc: dict[str, Any]) -> Table:
@@ -26,10 +21,10 @@ def _table(doc: dict[str, Any]) -> Table:
     colour = "green" if status == "PASS" else "red"
     rel = doc["relative_improvement"]
     rel_ci = doc["relative_improvement_ci"]
-    lo, hi = doc["difference_ci"]
     title = (f"[bold {colour}]{status}[/] · {doc['task']} · {doc['primary_metric']} on {doc['n_items']} locked test "
-             f"items: base {_fmt(doc['base']['value'])} → tuned {_fmt(doc['tuned']['value'])} "
-             f"(difference {_fmt(doc['difference'], True)}, 95% CI [{lo:+.3f}, {hi:+.3f}], p = {doc['p_value']:.4f}"
+             f"items: base {fmt(doc['base']['value'])} → tuned {fmt(doc['tuned']['value'])} "
+             f"(difference {fmt(doc['difference'], signed=True)}, 95% CI {fmt_ci(doc['difference_ci'], signed=True)}, "
+             f"p = {fmt(doc['p_value'], 4)}"
              + (f"; relative {rel:+.1%}, CI [{rel_ci[0]:+.1%}, {rel_ci[1]:+.1%}]" if rel is not None and rel_ci
                 else "; relative improvement undefined (base 0)") + ")")
     table = Table("check", "result", "reason", title=title, title_justify="left", show_lines=True)

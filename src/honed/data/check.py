@@ -11,7 +11,7 @@ from typing import Any
 
 from honed.data.dedup import DEFAULT_THRESHOLD, content_hash, item_text, within_duplicates
 from honed.data.lock import lock_status_line, lock_violations, read_lock, read_splits_unverified
-from honed.data.progress import Bar
+from honed.display import Bar
 from honed.task.data import Item
 from honed.task.spec import SPLITS, Task
 

@@ -35,7 +35,6 @@ from honed.data.filters import (
     near_duplicate,
 )
 from honed.data.io import input_fields, item_row, read_rows, write_items, write_jsonl
-from honed.data.progress import Bar
 from honed.data.teacher import (
     Teacher,
     chunk_documents,
@@ -45,6 +44,7 @@ from honed.data.teacher import (
     read_answers,
 )
 from honed.data.warnings import class_counts
+from honed.display import Bar
 from honed.errors import DataError, TaskError, UserError
 from honed.store import Store, sha256_text, write_json_atomic, write_text_atomic
 from honed.task.data import Item, load_items

@@ -20,7 +20,7 @@ from pathlib import Path
 from honed.data.dedup import DEFAULT_THRESHOLD, clusters, content_hash, item_text
 from honed.data.io import import_items, item_row, write_items, write_jsonl
 from honed.data.lock import lock_path, read_lock, write_lock
-from honed.data.progress import Bar
+from honed.display import Bar
 from honed.errors import DataError, TaskError
 from honed.task.data import Item, load_items
 from honed.task.spec import SPLITS, Task

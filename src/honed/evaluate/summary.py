@@ -4,17 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from honed.display import fmt, fmt_ci
+
 HEADLINE = ("accuracy", "macro_f1", "false_pick", "wrong_pick", "false_none", "valid_json_rate",
             "schema_valid_rate", "exact_match", "field_f1", "entity_f1", "relationship_f1", "format_pass_rate",
             "keyword_hit_rate")
-
-
-def _fmt(v: Any) -> str:
-    if v is None:
-        return "–"
-    if isinstance(v, float):
-        return f"{v:.3f}"
-    return str(v)
 
 
 def markdown_summary(doc: dict[str, Any]) -> str:
@@ -36,11 +30,11 @@ def markdown_summary(doc: dict[str, Any]) -> str:
     for key in HEADLINE:
         if key in m and m[key] is not None:
             interval = ci.get(key)
-            lines.append(f"| {key} | {_fmt(m[key])} | {'–' if not interval else f'[{interval[0]:.3f}, {interval[1]:.3f}]'} |")
+            lines.append(f"| {key} | {fmt(m[key])} | {fmt_ci(interval)} |")
         elif key in counts:
             lines.append(f"| {key} | {counts[key]} | |")
     for name, rate in (m.get("per_rule") or {}).items():
-        lines.append(f"| rule `{name}` | {_fmt(rate)} | |")
+        lines.append(f"| rule `{name}` | {fmt(rate)} | |")
     lat, ttft = doc["latency_ms"], doc["ttft_ms"]
 
     def ms(v: float | None) -> str:
@@ -49,20 +43,20 @@ def markdown_summary(doc: dict[str, Any]) -> str:
     lines += [
         "",
         f"latency P50 {ms(lat['p50'])} · P95 {ms(lat['p95'])} · TTFT P50 {ms(ttft['p50'])} · "
-        f"P95 {ms(ttft['p95'])} · {_fmt(doc['tokens_per_s'])} tok/s · {_fmt(doc['items_per_s'])} items/s "
+        f"P95 {ms(ttft['p95'])} · {fmt(doc['tokens_per_s'])} tok/s · {fmt(doc['items_per_s'])} items/s "
         f"(model time) · cache {doc['cache']['hits']} hit / {doc['cache']['misses']} new",
     ]
     if doc.get("consistency"):
         c = doc["consistency"]
-        lines.append(f"consistency across repeats: all agree {_fmt(c['all_agree_rate'])}, "
-                     f"mean agreement {_fmt(c['mean_agreement'])}")
+        lines.append(f"consistency across repeats: all agree {fmt(c['all_agree_rate'])}, "
+                     f"mean agreement {fmt(c['mean_agreement'])}")
     failures = {k: v for k, v in doc["failures"].items() if v}
     lines += ["", "failures: " + (", ".join(f"{k} {v}" for k, v in failures.items()) if failures else "failures: none")]
     per_class = m.get("per_class") or m.get("per_field") or {}
     if per_class:
         lines += ["", "| class | precision | recall | f1 | support |", "|---|---|---|---|---|"]
         for name, row in per_class.items():
-            lines.append(f"| {name} | {_fmt(row['precision'])} | {_fmt(row['recall'])} | {_fmt(row['f1'])} | "
+            lines.append(f"| {name} | {fmt(row['precision'])} | {fmt(row['recall'])} | {fmt(row['f1'])} | "
                          f"{row['support']} |")
     conf = m.get("confusion")
     if conf and len(conf["labels"]) <= 12:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from honed.display import fmt, fmt_ci
 from honed.evaluate.scoring import ItemRecord
 from honed.export.quantize import quantize
 from honed.task.spec import ArmSpec, Task
@@ -128,9 +129,9 @@ def measure_ladder(task: Task, rungs: list[RungFile], merged_dir: Path, n_anchor
 
 
 def ladder_markdown(ladder: dict[str, Any], metric: str) -> str:
-    """The ladder table (seed 000's: metric, P50, P95, memory, cost/1K per rung)."""
+    """The ladder table (seed 000's: metric, P50, P95, memory, cost/1K per rung); "—" where nothing was measured."""
     def f(v: Any, nd: int = 3) -> str:
-        return "—" if v is None else f"{v:.{nd}f}" if isinstance(v, float) else str(v)
+        return fmt(v, nd, missing="—")
 
     lines = [f"| rung | {metric} | 95% CI | P50 ms | P95 ms | peak MB | $/1K | agrees with merged |",
              "|---|---|---|---|---|---|---|---|"]
@@ -138,7 +139,7 @@ def ladder_markdown(ladder: dict[str, Any], metric: str) -> str:
         ci, agree = r["ci"], r["agreement_with_merged"]
         mark = " **(recommended)**" if r["quant"] == ladder["recommended"] else ""
         lines.append(f"| {r['quant']}{mark} | {f(r['metric'])} | "
-                     f"{'—' if not ci else f'[{ci[0]:.3f}, {ci[1]:.3f}]'} | {f(r['p50_ms'], 1)} | "
+                     f"{fmt_ci(ci, missing='—')} | {f(r['p50_ms'], 1)} | "
                      f"{f(r['p95_ms'], 1)} | {f(r['peak_memory_mb'], 0)} | {f(r['cost_per_1k'], 4)} | "
                      f"{'—' if agree is None else format(agree, '.0%')} |")
     return "\n".join(lines) + f"\n\nRecommended: **{ladder['recommended']}** — {ladder['why']}.\n"

@@ -7,6 +7,7 @@ import html
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from honed.display import MISSING, fmt, fmt_ci
 from honed.store import Store, write_json_atomic, write_text_atomic
 from honed.task.spec import Task
 
@@ -14,26 +15,14 @@ if TYPE_CHECKING:
     from honed.monitor.run import MonitorReport
 
 
-def _f(v: Any, digits: int = 3) -> str:
-    if v is None:
-        return "–"
-    if isinstance(v, float):
-        return f"{v:.{digits}g}" if abs(v) < 1e-3 and v != 0 else f"{v:.{digits}f}"
-    return str(v)
-
-
-def _ci(ci: Any) -> str:
-    return "–" if not ci else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
-
-
 def _rate(r: dict[str, Any]) -> str:
-    return "–" if r["rate"] is None else f"{r['rate']:.1%} ({r['k']}/{r['n']}, 95% CI {_ci(r['ci'])})"
+    return MISSING if r["rate"] is None else f"{r['rate']:.1%} ({r['k']}/{r['n']}, 95% CI {fmt_ci(r['ci'])})"
 
 
 def _stat_line(c: dict[str, Any]) -> str:
     keys = ("ks_d", "psi", "chi2", "centroid_distance", "share_beyond", "rate", "increase", "p_value",
             "centroid_p_value", "share_p_value")
-    return ", ".join(f"{k} {_f(c['statistic'][k])}" for k in keys if k in c["statistic"])
+    return ", ".join(f"{k} {fmt(c['statistic'][k])}" for k in keys if k in c["statistic"])
 
 
 def markdown(doc: dict[str, Any]) -> str:
@@ -44,7 +33,7 @@ def markdown(doc: dict[str, Any]) -> str:
              f" · package `{doc['package']}`"), ""]
     lines += [f"- {f}" for f in doc["flags"]] or ["No check is flagged."]
     lines += ["", "## Anchors", "",
-              (f"**{a['status']}**: {a['primary_metric']} {a['value']:.3f} (95% CI {_ci(a['ci'])}) on {a['n']} anchors "
+              (f"**{a['status']}**: {a['primary_metric']} {a['value']:.3f} (95% CI {fmt_ci(a['ci'])}) on {a['n']} anchors "
               f"vs the gate's threshold {a['min_value']:.3f} · model `{a['model']['name']}` ({a['model']['backend']})")]
     if a["failures"]:
         lines.append("failures: " + ", ".join(f"{k} {v}" for k, v in a["failures"].items()))
@@ -58,7 +47,7 @@ def markdown(doc: dict[str, Any]) -> str:
     lines += ["", "## Drift", "", "| check | flagged | statistic | threshold | detail |", "|---|---|---|---|---|"]
     for c in doc["drift"]:
         flag = "skipped" if c["skipped"] else ("**FLAGGED**" if c["flagged"] else "no")
-        thr = ", ".join(f"{k} {_f(v)}" for k, v in c["threshold"].items())
+        thr = ", ".join(f"{k} {fmt(v)}" for k, v in c["threshold"].items())
         lines.append(f"| {c['name']} | {flag} | {_stat_line(c)} | {thr} | {c['detail']} |")
     lines += ["", "Methods:", ""] + [f"- {c['name']}: {c['method']}" for c in doc["drift"]]
     tl = doc["timeline"]
@@ -75,11 +64,11 @@ def markdown(doc: dict[str, Any]) -> str:
                   "| | incumbent | candidate | paired test |", "|---|---|---|---|",
                   f"| agreement ({s['agreement']['definition']}) | {_rate(s['agreement'])} | | |",
                   (f"| valid answers | {_rate(v['incumbent'])} | {_rate(v['candidate'])} | {v['mcnemar']['test']}: "
-                  f"p = {_f(v['mcnemar']['p_value'])} ({v['mcnemar']['incumbent_only']} vs "
+                  f"p = {fmt(v['mcnemar']['p_value'])} ({v['mcnemar']['incumbent_only']} vs "
                   f"{v['mcnemar']['candidate_only']} discordant) |")]
         if c["n"]:
             lines.append(f"| correct (trusted labels: {', '.join(c['label_sources'])}) | {_rate(c['incumbent'])} | "
-                         f"{_rate(c['candidate'])} | exact McNemar: p = {_f(c['mcnemar']['p_value'])} |")
+                         f"{_rate(c['candidate'])} | exact McNemar: p = {fmt(c['mcnemar']['p_value'])} |")
         else:
             lines += ["", c["note"]]
     lines += ["", "## Routing economics", ""] + _economics_md(doc["economics"])
@@ -163,12 +152,12 @@ def html_page(doc: dict[str, Any]) -> str:
     status = "".join(f"<li>{html.escape(f)}</li>" for f in doc["flags"]) or "<li>No check is flagged.</li>"
     sections: list[tuple[str, str]] = [("Flags", f"<ul>{status}</ul>")]
     sections.append(("Anchors", f"<p><b>{a['status']}</b>: {html.escape(a['primary_metric'])} {a['value']:.3f} "
-                     f"(95% CI {_ci(a['ci'])}) on {a['n']} anchors vs the gate's threshold {a['min_value']:.3f}</p>"
+                     f"(95% CI {fmt_ci(a['ci'])}) on {a['n']} anchors vs the gate's threshold {a['min_value']:.3f}</p>"
                      + sortable_table(["anchor", "expected", "answer", "correct", "cause", "latency ms"],
                                       [[i["id"], i["expected"], i["answer"], i["correct"], i["cause"], i["latency_ms"]]
                                        for i in a["items"]])))
     rows = [[c["name"], "skipped" if c["skipped"] else ("FLAGGED" if c["flagged"] else "no"), _stat_line(c),
-             ", ".join(f"{k} {_f(v)}" for k, v in c["threshold"].items()), c["detail"], c["method"]]
+             ", ".join(f"{k} {fmt(v)}" for k, v in c["threshold"].items()), c["detail"], c["method"]]
             for c in doc["drift"]]
     sections.append(("Drift", sortable_table(["check", "flagged", "statistic", "threshold", "detail", "method"], rows)))
     sections += _figures(doc)

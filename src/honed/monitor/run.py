@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -15,6 +13,7 @@ from pydantic import BaseModel, ConfigDict
 
 from honed import __version__
 from honed.data.io import input_fields
+from honed.display import Bar
 from honed.errors import MissingDependency, UserError
 from honed.export.package import ANCHORS, Package, load_package
 from honed.monitor import drift
@@ -70,19 +69,6 @@ class MonitorReport:
     @property
     def flagged(self) -> bool:
         return bool(self.flags)
-
-
-@contextmanager
-def _progress(enabled: bool, total: int, label: str) -> Iterator[Callable[[int], None] | None]:
-    if not enabled or total == 0:
-        yield None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), transient=True) as bar:
-        tid = bar.add_task(label, total=total)
-        yield lambda n: bar.advance(tid, n)
 
 
 def _text(inputs: dict[str, Any], fields: list[str]) -> str:
@@ -224,8 +210,8 @@ def monitor(log: Path, package: Path, *, candidate: str | None = None, endpoint:
     incumbent = open_incumbent(pkg, endpoint)
     try:
         n_anchors = len(pkg.anchors()) if (pkg.root / ANCHORS).is_file() else 0
-        with _progress(progress, n_anchors, "anchors") as tick:
-            doc["anchors"] = check_anchors(pkg, task, incumbent, tick)
+        with Bar(progress and n_anchors > 0, "anchors", total=n_anchors, transient=True) as bar:
+            doc["anchors"] = check_anchors(pkg, task, incumbent, bar.advance)
         checks, doc["timeline"] = _drift_checks(task, eval_items, traffic, width, cfg)
         doc["drift"] = [c.as_dict() for c in checks]
         doc["shadow"] = None
@@ -233,10 +219,10 @@ def monitor(log: Path, package: Path, *, candidate: str | None = None, endpoint:
             sample = sample_records(traffic.records, cfg.shadow_sample, cfg.seed)
             cand, label = open_candidate(candidate)
             try:
-                with _progress(progress, 2 * len(sample), "shadow") as tick:
+                with Bar(progress and bool(sample), "shadow", total=2 * len(sample), transient=True) as bar:
                     doc["shadow"] = shadow_compare(task, incumbent, cand, sample,
                                                    labels=((f"{task.name}-{pkg.manifest.version} "
-                                                           f"({pkg.manifest.recommended})"), label), on_done=tick)
+                                                           f"({pkg.manifest.recommended})"), label), on_done=bar.advance)
             finally:
                 cand.close()
     finally:

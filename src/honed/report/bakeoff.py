@@ -5,18 +5,8 @@ from __future__ import annotations
 import html
 from typing import Any
 
+from honed.display import fmt, fmt_ci
 from honed.report.html import figure_div, page, sortable_table
-
-
-def _f(v: Any, digits: int = 3) -> str:
-    if v is None:
-        return "–"
-    return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
-
-
-def _ci(arm: dict[str, Any], metric: str) -> str:
-    c = arm["ci"].get(metric)
-    return f"[{c[0]:.3f}, {c[1]:.3f}]" if c else ""
 
 
 def _failures(arm: dict[str, Any]) -> str:
@@ -40,12 +30,12 @@ def bakeoff_markdown(doc: dict[str, Any]) -> str:
         cheapest = min(a["cloud"], key=lambda c: c["cost_per_1k"]) if a["cloud"] else None
         cloud = "–" if cheapest is None else f"{cheapest['cost_per_1k']:.4f} ({cheapest['name']})"
         lines.append(
-            f"| {a['label']} | {_f(a['primary'])} | {_ci(a, m)} | {_f(a['metrics'].get('accuracy'))} | "
-            f"{_f(a['latency_ms']['p50'], 0)} | {_f(a['latency_ms']['p95'], 0)} | {_f(a['ttft_ms']['p50'], 0)} | "
-            f"{_f(a['tokens_per_s'], 1)} | {_f(a['peak_memory_mb'], 0) if a['peak_memory_mb'] else 'unknown'} | "
-            f"{_f(a['cost_per_1k'], 4)} | "
+            f"| {a['label']} | {fmt(a['primary'])} | {fmt_ci(a['ci'].get(m), missing='')} | {fmt(a['metrics'].get('accuracy'))} | "
+            f"{fmt(a['latency_ms']['p50'], 0)} | {fmt(a['latency_ms']['p95'], 0)} | {fmt(a['ttft_ms']['p50'], 0)} | "
+            f"{fmt(a['tokens_per_s'], 1)} | {fmt(a['peak_memory_mb'], 0) if a['peak_memory_mb'] else 'unknown'} | "
+            f"{fmt(a['cost_per_1k'], 4)} | "
             f"{cloud} | "
-            f"{'yes' if a['pareto'] else ''} | {'best' if a['best'] else _f(a['vs_best'], 4)} | {_failures(a)} |")
+            f"{'yes' if a['pareto'] else ''} | {'best' if a['best'] else fmt(a['vs_best'], 4)} | {_failures(a)} |")
     lines += ["", "Models: " + "; ".join(f"{a['label']} = `{a['model'].get('path') or a['model']['name']}` "
                                          f"sha256 `{(a['model'].get('sha256') or 'unknown')[:12]}`"
                                          for a in doc["arms"]), "",
@@ -119,13 +109,13 @@ def bakeoff_html(doc: dict[str, Any]) -> str:
     rows, classes = [], []
     for a in doc["arms"]:
         ci = a["ci"].get(m) or [None, None]
-        rows.append([a["label"], _f(a["primary"]), _f(ci[0]), _f(ci[1]), _f(a["metrics"].get("accuracy")),
-                     _f(a["latency_ms"]["p50"], 0), _f(a["latency_ms"]["p95"], 0), _f(a["ttft_ms"]["p50"], 0),
-                     _f(a["tokens_per_s"], 1), _f(a["peak_memory_mb"], 0) if a["peak_memory_mb"] else "unknown",
-                     _f(a["cost_per_1k"], 4), "yes" if a["pareto"] else "no",
-                     ("best", -1) if a["best"] else _f(a["vs_best"], 4), _failures(a)])
+        rows.append([a["label"], fmt(a["primary"]), fmt(ci[0]), fmt(ci[1]), fmt(a["metrics"].get("accuracy")),
+                     fmt(a["latency_ms"]["p50"], 0), fmt(a["latency_ms"]["p95"], 0), fmt(a["ttft_ms"]["p50"], 0),
+                     fmt(a["tokens_per_s"], 1), fmt(a["peak_memory_mb"], 0) if a["peak_memory_mb"] else "unknown",
+                     fmt(a["cost_per_1k"], 4), "yes" if a["pareto"] else "no",
+                     ("best", -1) if a["best"] else fmt(a["vs_best"], 4), _failures(a)])
         classes.append("pareto" if a["pareto"] else "")
-    cloud_rows = [[a["label"], c["name"], _f(a["cost_per_1k"], 4), _f(c["cost_per_1k"], 4),
+    cloud_rows = [[a["label"], c["name"], fmt(a["cost_per_1k"], 4), fmt(c["cost_per_1k"], 4),
                    c["breakeven_requests_per_day"] if c["breakeven_requests_per_day"] is not None else "never"]
                   for a in doc["arms"] for c in a["cloud"]]
     hw = doc["hardware"]

@@ -10,9 +10,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from honed.display import fmt, fmt_ci
 from honed.errors import UserError
 from honed.export.docs import runs as dr
-from honed.export.docs.markdown import fmt, fmt_ci, table
+from honed.export.docs.markdown import table
 from honed.export.package import TASK_DIR, Manifest
 from honed.task.data import Item, load_items
 from honed.task.prompt import build_answer

@@ -1,26 +1,8 @@
-"""Markdown of the package documents: one way to write a number, a CI, a table, a code block, a cut line."""
+"""Markdown of the package documents: a table, a code block, a cut line (numbers: `honed.display.fmt`)."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
-
-
-def fmt(value: Any, digits: int = 3) -> str:
-    """How every number is written in the documents (tests compare against this, not against a retyping)."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    if isinstance(value, (bool, int)):
-        return str(value)
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
-def fmt_ci(ci: Any, digits: int = 3) -> str:
-    if not ci or len(ci) != 2:
-        return "n/a"
-    return f"[{fmt(ci[0], digits)}, {fmt(ci[1], digits)}]"
 
 
 def _cell(text: Any) -> str:

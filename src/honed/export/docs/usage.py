@@ -10,11 +10,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from honed.display import fmt, fmt_ci
 from honed.errors import UserError
 from honed.evaluate.scorers import INVALID
 from honed.export.docs import runs as dr
 from honed.export.docs.examples import examples_section, read_chat_template
-from honed.export.docs.markdown import fence, fmt, fmt_ci, table
+from honed.export.docs.markdown import fence, table
 from honed.export.package import Manifest, Package
 from honed.task.spec import Task
 
