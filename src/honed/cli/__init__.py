@@ -58,6 +58,7 @@ def main() -> None:
     """Entry point: a HonedError is one line on stderr and a non-zero exit; anything else is a bug."""
     from rich.console import Console
     from rich.logging import RichHandler
+    from rich.markup import escape
 
     err = Console(stderr=True)
     handler = RichHandler(console=err, show_time=False, show_path=False)
@@ -66,7 +67,8 @@ def main() -> None:
     try:
         app()
     except HonedError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        # escaped: messages name TOML tables ("[acceptance] min_value"), which rich would take for markup
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]: finished responses are cached; re-run the same command to resume")

@@ -15,7 +15,7 @@ def bakeoff_command(
     task: Annotated[Path, typer.Argument(help="Task folder (holding honed.toml) or the honed.toml file.")],
     arm: Annotated[Optional[list[str]], typer.Option(
         "--arm", help="MODEL[,key=value...]; keys: label, backend, base_url, adapter, constrained, temperature, "
-                      "think, max_tokens. Repeat per arm. Default: the [bakeoff] arms of honed.toml.")] = None,
+                      "think, max_tokens. Repeat per arm. Default: the \\[bakeoff] arms of honed.toml.")] = None,
     split: Annotated[str, typer.Option(help="train | val | test")] = "test",
     repeats: Annotated[int, typer.Option(min=1, help="Runs per item per arm.")] = 1,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Only the first N items.")] = None,

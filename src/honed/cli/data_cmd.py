@@ -8,6 +8,9 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+
+from honed.backends.models import DEFAULT_MODEL
 
 _FROM_HELP = (
     "Folder holding the public data sets as PolyAI publishes them: banking77/ (categories.json, train.csv, "
@@ -199,7 +202,7 @@ def split(
     if report.groups_kept_together:
         out.print(f"{report.groups_kept_together} group(s) of near duplicates kept within one split")
     for item_id, why in report.dropped[:20]:
-        out.print(f"[yellow]left out[/] {item_id}: {why}", highlight=False)
+        out.print(f"[yellow]left out[/] {item_id}: {escape(why)}", highlight=False)
     if len(report.dropped) > 20:
         out.print(f"[yellow]… and {len(report.dropped) - 20} more left out[/]")
 
@@ -229,7 +232,7 @@ def generate_cmd(
     task: Annotated[Path, _TASK],
     model: Annotated[
         str, typer.Option("--model", "-m", help="Teacher: alias, .gguf path, HF folder or served model name.")
-    ] = "smollm2-135m",
+    ] = DEFAULT_MODEL,
     backend: Annotated[
         str, typer.Option("--backend", "-b", help="llamacpp | openai | ollama | transformers")
     ] = "llamacpp",
@@ -286,7 +289,7 @@ def generate_cmd(
     if result.survival.classes:
         out.print("kept per class: " + ", ".join(f"{c} {n}" for c, n in result.survival.classes.items()))
     for warning in result.survival.warnings:
-        out.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        out.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     out.print(f"[dim]run folder: {result.run_dir}[/]", highlight=False)
     if to:
         out.print(f"wrote {len(result.kept)} kept items to {to}", highlight=False)
@@ -317,7 +320,7 @@ def filter_cmd(
 def harvest(
     task: Annotated[Path, _TASK],
     log: Annotated[Path, typer.Argument(help="Request log (JSONL written by `honed serve`).")],
-    rules: Annotated[Path | None, typer.Option(help="Rules file (TOML with [[rule]] entries).")] = None,
+    rules: Annotated[Path | None, typer.Option(help="Rules file (TOML with \\[\\[rule]] entries).")] = None,
     rule: Annotated[
         list[str] | None,
         typer.Option(
@@ -348,7 +351,7 @@ def harvest(
     paths = write_harvest(t, result, to or t.root / "data" / "harvest", [str(log)])
     out.print(harvest_table(result))
     for note in result.notes:
-        out.print(f"[yellow]note[/] {note}", highlight=False)
+        out.print(f"[yellow]note[/] {escape(note)}", highlight=False)
     out.print(
         f"training examples: {paths['train']}\nedge cases (evaluate, never train): {paths['edge']}",
         highlight=False,

@@ -9,12 +9,14 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
+from honed.backends.models import DEFAULT_MODEL
+
 out = Console()
 
 
 def demo_command(
     task: Annotated[Path | None, typer.Option(help="Task folder (default: the bundled examples/classify).")] = None,
-    model: Annotated[str, typer.Option("--model", "-m", help="Base model: alias or .gguf.")] = "smollm2-135m",
+    model: Annotated[str, typer.Option("--model", "-m", help="Base model: alias or .gguf.")] = DEFAULT_MODEL,
     out_dir: Annotated[Path, typer.Option("--out", help="Where the package and report go.")] = Path("demo-out"),
     time_budget: Annotated[str, typer.Option(help="Training time, validation included (600, 8m, ...); the steps "
                                               "follow from the measured step time.")] = "7m",

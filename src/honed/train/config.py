@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from honed.backends.models import DEFAULT_MODEL
 from honed.errors import UserError
 from honed.task.spec import format_validation_errors
 
@@ -15,7 +16,7 @@ from honed.task.spec import format_validation_errors
 class TuneConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
-    model: str = "smollm2-135m"
+    model: str = DEFAULT_MODEL
     """Base model: alias, .gguf path, or Hugging Face checkpoint folder."""
     method: Literal["lora", "qlora", "dpo"] = "lora"
     """lora (bf16 on CUDA, fp32 on CPU), qlora (4-bit base through bitsandbytes, CUDA only), dpo (preference
