@@ -1,8 +1,8 @@
-"""The transformers backend answers in batches and honours choice constraints, as llama.cpp's grammar does.
+"""The transformers backend answers in batches and honours constraints, as llama.cpp's grammars do.
 
 On the real SmolLM2 GGUF: a batch gives the same greedy answers as one request at a time; a choice constraint
-keeps every answer inside the answer space; a constraint it cannot honour (a JSON schema) is refused before any
-answer is asked, and an evaluation records what it decoded with.
+keeps every answer inside the answer space, a JSON-schema one gives schema-valid JSON; a constraint a backend
+cannot honour is refused before any answer is asked; an evaluation records what it decoded with.
 """
 
 from __future__ import annotations
@@ -13,9 +13,7 @@ from pathlib import Path
 import pytest
 
 from honed.backends.models import resolve_gguf
-from honed.errors import ModelNotFound, TaskError
-from honed.task.data import Item
-from honed.task.prompt import build_request
+from honed.errors import ModelNotFound
 from honed.task.spec import load_task
 from honed.types import Constraint, Message, Request, Sampling
 from tests.conftest import CLASSIFY_ROWS, CLASSIFY_TOML, write_task
@@ -75,28 +73,26 @@ def test_a_choice_constraint_keeps_every_answer_in_the_answer_space(hf: Transfor
     assert alone == [r.text for r in constrained]
 
 
-def test_a_constraint_the_backend_cannot_honour_is_refused(hf: TransformersBackend, tmp_path: Path) -> None:
-    schema = Constraint("json_schema", schema={"type": "object"})
-    assert hf.honours(Constraint("choice", choices=CHOICES)) and not hf.honours(schema) and hf.honours(None)
-    resp = hf.generate([_requests(schema)[0]])[0]
-    assert resp.finish_reason == "error" and "list of choices only" in (resp.error or "")
-    task_dir = write_task(tmp_path / "x", """
-name = "x"
-kind = "extract"
-[data]
-test = "test.jsonl"
-[prompt]
-template = "{{ text }}"
-[extract]
-schema = {type = "object", properties = {entities = {type = "array"}}}
-[generation]
-constrained = true
-""", {"test": [{"id": "a", "text": "web runs on k8s", "expected": {"entities": []}}]})
-    task = load_task(task_dir)
-    item = Item("a", {"text": "web runs on k8s"}, {"entities": []})
-    with pytest.raises(TaskError, match="cannot constrain decoding to a JSON schema.*--free"):
-        build_request(task, item, Sampling(), backend=hf)
-    assert build_request(task, item, Sampling(), constrained=False, backend=hf).constraint is None
+GRAPH = {"type": "object", "required": ["entities"], "additionalProperties": False,
+         "properties": {"entities": {"type": "array", "maxItems": 3, "items": {
+             "type": "object", "required": ["name", "type"], "additionalProperties": False,
+             "properties": {"name": {"type": "string", "maxLength": 20},
+                            "type": {"type": "string", "enum": ["service", "datastore"]}}}}}}
+
+
+def test_a_json_schema_constraint_gives_schema_valid_json(hf: TransformersBackend) -> None:
+    import json
+
+    import jsonschema
+
+    ask = "List the services and datastores as JSON: the checkout service stores orders in Postgres."
+    free = Request(messages=(Message("user", ask),), sampling=Sampling(max_tokens=80))
+    schema = Request(messages=free.messages, sampling=free.sampling, constraint=Constraint("json_schema", schema=GRAPH))
+    loose, bound = hf.generate([free, schema])
+    with pytest.raises((json.JSONDecodeError, jsonschema.ValidationError)):  # unconstrained, the base model talks
+        jsonschema.validate(json.loads(loose.text), GRAPH)
+    assert bound.finish_reason == "stop", bound.text
+    jsonschema.validate(json.loads(bound.text), GRAPH)
 
 
 def test_a_constrained_evaluation_records_it_and_answers_only_labels(hf: TransformersBackend, tmp_path: Path) -> None:

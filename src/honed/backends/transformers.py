@@ -11,6 +11,7 @@ The prompt is rendered by honed's one prompt builder with the tokenizer's chat t
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 import time
 from collections.abc import Sequence
@@ -73,6 +74,7 @@ class TransformersBackend(Backend):
     streams = True
     in_process = True
     supports_choice = True
+    supports_schema = True
     max_batch = 16
 
     def __init__(self, model: str, *, adapter: str | None = None, device: str = "auto",
@@ -110,6 +112,8 @@ class TransformersBackend(Backend):
         self._template = self._tok.chat_template
         self._eos_ids = self._end_ids()
         self._pad_id = self._tok.pad_token_id if self._tok.pad_token_id is not None else self._eos_ids[0]
+        self._enforcers: dict[str, Any] = {}  # JSON schema → its token enforcer (built once: seconds)
+        self._enforcer_data: Any = None  # the tokenizer's table for those enforcers, shared
         self._lock = threading.Lock()
         base_sha = file_sha256(folder / gguf) if gguf else checkpoint_sha256(folder)
         sha = base_sha if adapter_dir is None else hashlib.sha256(
@@ -173,12 +177,18 @@ class TransformersBackend(Backend):
             top_p=s.top_p if sample else None, top_k=0 if sample else None, repetition_penalty=1.0,
             eos_token_id=self._eos_ids, pad_token_id=self._pad_id, stop_strings=stop or None)
 
-    def _choice_ids(self, constraint: Constraint | None) -> tuple[tuple[int, ...], ...] | None:
+    def _rule(self, constraint: Constraint | None) -> Any:
+        """What keeps a row in the answer space: a choice's token paths, or a JSON-schema token enforcer."""
         if constraint is None:
             return None
-        if constraint.kind != "choice":
-            raise ValueError("the transformers backend constrains decoding to a list of choices only")
-        return tuple(tuple(self._tok.encode(c, add_special_tokens=False)) for c in constraint.choices)
+        if constraint.kind == "choice":
+            return tuple(tuple(self._tok.encode(c, add_special_tokens=False)) for c in constraint.choices)
+        key = json.dumps(constraint.schema, sort_keys=True)
+        if key not in self._enforcers:
+            if self._enforcer_data is None:
+                self._enforcer_data = token_table(self._tok, self._eos_ids)
+            self._enforcers[key] = schema_enforcer(self._enforcer_data, constraint.schema or {})
+        return self._enforcers[key]
 
     def _batch(self, requests: Sequence[Request]) -> list[Response]:
         """Answer requests that share their sampling settings in one `generate` call (left-padded rows)."""
@@ -187,11 +197,7 @@ class TransformersBackend(Backend):
         ids = [self.tokenize(p) for p in prompts]
         s = requests[0].sampling
         stop = list(s.stop) + ([] if self._template else list(PLAIN_STOP))
-        try:
-            choices = [self._choice_ids(r.constraint) for r in requests]
-        except ValueError as exc:
-            return [Response(text="", finish_reason="error", prompt_tokens=len(i), error=str(exc), prompt_text=p)
-                    for i, p in zip(ids, prompts, strict=True)]
+        choices = [self._rule(r.constraint) for r in requests]
         clock = _FirstTokenClock()
         t0 = clock.t0 = time.perf_counter()
         try:
@@ -260,11 +266,42 @@ class _FirstTokenClock:
         pass
 
 
+def token_table(tokenizer: Any, end_ids: Sequence[int]) -> Any:
+    """lm-format-enforcer's table of a tokenizer (built once per model: a few seconds), ending on `end_ids`.
+
+    The table its transformers integration builds (that module imports a name transformers 5 no longer has):
+    each regular token's text, decoded after a "0" so that a word-start token keeps its leading space.
+    """
+    try:
+        from lmformatenforcer import TokenEnforcerTokenizerData
+    except ImportError:
+        raise MissingDependency("lm-format-enforcer", extra="train", why="JSON-schema constrained decoding") from None
+    zero = tokenizer.encode("0", add_special_tokens=False)[-1]
+    special = set(tokenizer.all_special_ids)
+    regular = []
+    for idx in range(len(tokenizer)):
+        if idx in special:
+            continue
+        after_zero = tokenizer.decode([zero, idx])[1:]
+        regular.append((idx, after_zero, len(after_zero) > len(tokenizer.decode([idx]))))
+    return TokenEnforcerTokenizerData(regular, lambda ids: tokenizer.decode(ids).rstrip("\ufffd"), list(end_ids),
+                                      False, len(tokenizer))
+
+
+def schema_enforcer(table: Any, schema: dict[str, Any]) -> Any:
+    """The tokens that keep an output a prefix of a JSON document valid under `schema`, then only an end-of-turn
+    token (lm-format-enforcer; `table` from `token_table`)."""
+    from lmformatenforcer import JsonSchemaParser, TokenEnforcer
+
+    return TokenEnforcer(table, JsonSchemaParser(schema))
+
+
 def decode_batch(net: Any, prompts: Sequence[Sequence[int]], config: Any, *, pad_id: int, end_ids: Sequence[int],
-                 choices: Sequence[tuple[tuple[int, ...], ...] | None] | None = None, streamer: Any = None,
+                 choices: Sequence[Any] | None = None, streamer: Any = None,
                  tokenizer: Any = None) -> list[tuple[list[int], bool]]:
     """Generate for token-id prompts in one left-padded batch: per row, (new token ids up to and including the
-    end-of-turn token, whether it ended there). `choices[b]` keeps row b on one of its choices' token paths.
+    end-of-turn token, whether it ended there). `choices[b]` keeps row b in its answer space: its choices' token
+    paths, or a JSON-schema token enforcer (`schema_enforcer`); None decodes freely.
     The one batched decoder: the transformers backend and training's validation passes both call it."""
     import torch
     import transformers
@@ -277,7 +314,7 @@ def decode_batch(net: Any, prompts: Sequence[Sequence[int]], config: Any, *, pad
         mask[b, width - len(p):] = 1
     processors = None
     if choices is not None and any(c is not None for c in choices):
-        processors = transformers.LogitsProcessorList([_ChoiceTrie(list(choices), list(end_ids), width)])
+        processors = transformers.LogitsProcessorList([_AnswerSpace(list(choices), list(end_ids), width)])
     device = next(net.parameters()).device
     with torch.inference_mode():
         out = net.generate(input_ids=ids.to(device), attention_mask=mask.to(device), generation_config=config,
@@ -294,15 +331,16 @@ def decode_batch(net: Any, prompts: Sequence[Sequence[int]], config: Any, *, pad
     return rows
 
 
-class _ChoiceTrie:
-    """A logits processor that keeps each row of a batch on the token path of one of its choices, then ends it.
+class _AnswerSpace:
+    """A logits processor that keeps each row of a batch in its answer space, then ends it.
 
     A row's choices are token sequences (each choice as the tokenizer spells it alone); after a whole choice only
-    an end-of-turn token may follow. A row without choices (None) decodes freely. The same answer space as
-    llama.cpp's choice grammar, which accepts exactly one of the strings.
+    an end-of-turn token may follow: the same answer space as llama.cpp's choice grammar, which accepts exactly
+    one of the strings. A row with a JSON-schema token enforcer gets the tokens it allows (as llama.cpp's
+    schema grammar, up to the two libraries' reading of the schema). A row without either decodes freely.
     """
 
-    def __init__(self, choices: list[tuple[tuple[int, ...], ...] | None], end_ids: list[int], prompt_len: int) -> None:
+    def __init__(self, choices: list[Any], end_ids: list[int], prompt_len: int) -> None:
         self.choices = choices
         self.end_ids = end_ids
         self.prompt_len = prompt_len
@@ -315,10 +353,16 @@ class _ChoiceTrie:
             if options is None:
                 continue
             prefix = tuple(done[b])
-            n = len(prefix)
-            allowed = {o[n] for o in options if len(o) > n and o[:n] == prefix}
-            if not allowed or prefix in options:
-                allowed.update(self.end_ids)
+            if not isinstance(options, tuple):  # a JSON-schema enforcer
+                ended = any(t in self.end_ids for t in prefix)
+                allowed = set(self.end_ids) if ended else set(options.get_allowed_tokens(list(prefix)).allowed_tokens)
+            else:
+                n = len(prefix)
+                allowed = {o[n] for o in options if len(o) > n and o[:n] == prefix}
+                if not allowed or prefix in options:
+                    allowed.update(self.end_ids)
+            width = scores.shape[-1]
+            allowed = {t for t in allowed if t < width} or set(self.end_ids)  # a dead end ends the answer
             keep = torch.full_like(scores[b], float("-inf"))
             keep[list(allowed)] = 0.0
             scores[b] = scores[b] + keep

@@ -12,6 +12,7 @@ from typing import Any
 
 from honed import __version__
 from honed.backends.base import Backend
+from honed.display import Bar
 from honed.evaluate.scoring import ItemRecord, item_keywords, judge, score, timing_summary
 from honed.store import Store, canonical_json, request_key, sha256_text, write_json_atomic, write_text_atomic
 from honed.task.data import Item, items_hash, load_items
@@ -91,40 +92,6 @@ def _file_sha(path: Path | None) -> str | None:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-class _Progress:
-    """A rich progress bar with ETA, or nothing (library use, tests)."""
-
-    def __init__(self, enabled: bool, total: int, label: str) -> None:
-        self._p = None
-        if enabled:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            self._p = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                               TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"),
-                               TimeRemainingColumn(), transient=False)
-            self._p.start()
-            self._id = self._p.add_task(label, total=total, rate="")
-            self._t0 = time.perf_counter()
-            self._done = 0
-
-    def advance(self, n: int = 1) -> None:
-        if self._p is not None:
-            self._done += n
-            rate = self._done / max(time.perf_counter() - self._t0, 1e-9)
-            self._p.update(self._id, advance=n, rate=f"{rate:.2f} items/s")
-
-    def close(self) -> None:
-        if self._p is not None:
-            self._p.stop()
-
-
 def evaluate(
     task: Task,
     backend: Backend,
@@ -174,7 +141,7 @@ def evaluate(
         run_id, run_dir = store.new_run_dir("eval", f"{task.name}-{backend.info.name.split('/')[-1]}")
         store.record_run(run_id, "eval", task.name, backend.info.name, backend.info.sha256, run_dir, "running")
 
-    bar = _Progress(progress, len(jobs), f"eval {task.name} · {backend.info.name}")
+    bar = Bar(progress, f"eval {task.name} · {backend.info.name}", len(jobs), "items", eta=True)
     bar.advance(len(jobs) - len(missing))
     workers = max(1, min(concurrency, backend.max_concurrency))
     batch = max(1, backend.max_batch)

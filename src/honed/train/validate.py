@@ -6,6 +6,7 @@ Seed 000's lesson: "loss curves lie". The checkpoint is chosen by this metric, n
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -70,7 +71,7 @@ def mean_loss(model: Any, examples: list[Encoded], pad_id: int, batch_size: int 
 
 
 def generate_texts(model: Any, tokenizer: Any, prompts: list[list[int]], max_new_tokens: int, eos_id: int,
-                   batch_size: int = 16, choices: list[tuple[tuple[int, ...], ...] | None] | None = None,
+                   batch_size: int = 16, choices: list[Any] | None = None,
                    ) -> list[tuple[str, str]]:
     """Greedy answers for prompt token lists, `batch_size` at a time; prompt i constrained to the token paths of
     `choices[i]` when given. Returns (text, finish_reason)."""
@@ -91,12 +92,22 @@ def generate_texts(model: Any, tokenizer: Any, prompts: list[list[int]], max_new
     return out
 
 
-def choice_paths(task: Task, tokenizer: Any, items: list[Item]) -> list[tuple[tuple[int, ...], ...] | None] | None:
-    """Each item's answer choices as token paths, where the task decodes constrained to a list of choices (the
-    val metric then scores answers as the gate and serve will decode them); None otherwise (a JSON schema is not
-    enforced during training's validation passes)."""
-    if not decide_constrained(task) or task.kind not in ("classify", "pick"):
+_ENFORCERS: dict[tuple[int, str], Any] = {}  # (tokenizer, schema) → its JSON-schema enforcer, once per run
+
+
+def choice_paths(task: Task, tokenizer: Any, items: list[Item], end_id: int) -> list[Any] | None:
+    """Each item's answer space for the val pass's decoding, where the task decodes constrained (the val metric
+    then scores answers as the gate and serve decode them): its choices' token paths (classify, pick) or the
+    task's JSON-schema enforcer (extract); None when the task decodes free."""
+    if not decide_constrained(task):
         return None
+    if task.kind == "extract":
+        from honed.backends.transformers import schema_enforcer, token_table
+
+        key = (id(tokenizer), json.dumps(task.schema, sort_keys=True))
+        if key not in _ENFORCERS:
+            _ENFORCERS[key] = schema_enforcer(token_table(tokenizer, [end_id]), task.schema or {})
+        return [_ENFORCERS[key]] * len(items)
     return [tuple(tuple(tokenizer.encode(c, add_special_tokens=False)) for c in build_constraint(task, i.inputs).choices)
             for i in items]
 
@@ -119,7 +130,7 @@ def run_val_pass(step: int, model: Any, tokenizer: Any, task: Task, tpl: Templat
     # not wait for them (early in training they run to max_tokens, and the pass is most of the step budget)
     longest = max((e.n_completion for e in val_encoded), default=task.max_tokens)
     texts = generate_texts(model, tokenizer, prompts, min(task.max_tokens, longest + 8), tpl.eos_token_id,
-                           choices=choice_paths(task, tokenizer, items))
+                           choices=choice_paths(task, tokenizer, items, tpl.eos_token_id))
     records = [judge(task, item, 0, Response(text=text, finish_reason=finish))  # type: ignore[arg-type]
                for item, (text, finish) in zip(items, texts)]
     scored = score(task, records, [item_keywords(task, i.inputs) for i in items], n_resamples=10)
