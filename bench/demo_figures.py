@@ -6,6 +6,10 @@ the JSON of a run already made. Prints the markdown the README carries and, with
 
     .venv/bin/python bench/demo_figures.py --json /tmp/demo.json          # ~15 minutes on 2 cores
     .venv/bin/python bench/demo_figures.py --from /tmp/demo.json          # just the markdown
+    .venv/bin/python bench/demo_figures.py --public banking77-none --time-budget 30m --json /tmp/b77.json
+
+`--public NAME` writes the task with `honed data public NAME --from ../shared/data` (found relative to this
+repository) and runs the same loop on it; `--task DIR` runs it on any task folder.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ def markdown(d: dict[str, Any]) -> str:
         f"Wall time {sec.get('wall', sec['total']):.0f} s ({stages}). Training: {tr['steps']} steps in "
         f"{tr['seconds']:.0f} s at {tr['tokens_per_s']} real tokens/s on the `{tr['prompt']}` prompt, "
         f"checkpoint of step {tr['best_step']} chosen by val {m}.",
+        *([f"\nValidation curve (step: val {m}): " + ", ".join(f"{v['step']}: {v['metric']:.3f}" for v in curve)]
+          if (curve := tr.get("curve")) else []),
     ])
 
 
@@ -50,6 +56,9 @@ def main() -> None:
     ap.add_argument("--from", dest="source", type=Path, help="a `honed demo --json` file to render")
     ap.add_argument("--json", type=Path, help="where to keep the run's figures")
     ap.add_argument("--out", type=Path, help="the demo's --out folder (default: a temporary one)")
+    ap.add_argument("--task", type=Path, help="a task folder (default: the bundled examples/classify)")
+    ap.add_argument("--public", help="a public data set to turn into the task (banking77-none, restaurant8k)")
+    ap.add_argument("--time-budget", help="the demo's --time-budget (default: the demo's)")
     a = ap.parse_args()
     if a.source:
         doc = json.loads(a.source.read_text())
@@ -59,6 +68,14 @@ def main() -> None:
             env = {**os.environ, "HONED_HOME": str(Path(tmp) / "home")}
             cmd = [sys.executable, "-m", "honed", "demo", "--json", str(target), "--out",
                    str(a.out or Path(tmp) / "demo-out")]
+            task = a.task
+            if a.public:
+                task = Path(tmp) / a.public
+                data = Path(__file__).resolve().parents[2] / "shared" / "data"
+                subprocess.run([sys.executable, "-m", "honed", "data", "public", a.public, "--from", str(data),
+                                "--out", str(task)], env=env, check=True)
+            cmd += ["--task", str(task)] if task else []
+            cmd += ["--time-budget", a.time_budget] if a.time_budget else []
             subprocess.run(cmd, env=env, check=True)
             doc = json.loads(target.read_text())
     print(markdown(doc))

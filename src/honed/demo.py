@@ -93,6 +93,29 @@ def report_html(res: DemoResult, metric: str, curves: dict[str, Any] | None) -> 
     return page("honed demo", meta, sections)
 
 
+def _val_curve(tune: dict[str, Any]) -> list[dict[str, Any]]:
+    """The run's validation passes (step, val metric, val loss), from its curves.json."""
+    path = Path(tune.get("run_dir") or "") / "curves.json"
+    try:
+        val = json.loads(path.read_text(encoding="utf-8")).get("val", [])
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return []
+    return [{"step": v["step"], "metric": v["metric"], "loss": v["loss"]} for v in val if isinstance(v, dict)]
+
+
+def _all_metrics(doc: dict[str, Any] | None = None, run_dir: str | None = None) -> dict[str, Any]:
+    """Every metric of an evaluation with its CI (an extraction's entity F1, relation F1, valid-JSON rate...),
+    from its document or its run folder's result.json."""
+    if doc is None:
+        try:
+            doc = json.loads((Path(run_dir or "") / "result.json").read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            return {}
+    ci = doc.get("ci") or {}
+    return {k: {"value": v, "ci": ci.get(k)} for k, v in (doc.get("metrics") or {}).items()
+            if isinstance(v, int | float)}
+
+
 def figures(res: DemoResult, metric: str) -> dict[str, Any]:
     """The run's figures for `honed demo --json`: per-stage seconds, each model's primary metric with its CI,
     the gate, the recommended rung and the training throughput. Everything is read from the stage documents."""
@@ -104,14 +127,17 @@ def figures(res: DemoResult, metric: str) -> dict[str, Any]:
         "task": g.get("task"), "primary_metric": metric, "n_test_items": g.get("n_items"),
         "seconds": {**{k: round(v, 1) for k, v in res.seconds.items()}, "total": round(sum(res.seconds.values()), 1)},
         "base_gguf": {"value": value, "ci": ci, "run_id": res.base.get("run_id"),
-                      "model_sha256": (res.base.get("model") or {}).get("sha256")},
-        "base": {"value": g["base"]["value"], "ci": g["base"].get("ci")},
-        "tuned": {"value": g["tuned"]["value"], "ci": g["tuned"].get("ci")},
+                      "model_sha256": (res.base.get("model") or {}).get("sha256"), "metrics": _all_metrics(res.base)},
+        "base": {"value": g["base"]["value"], "ci": g["base"].get("ci"),
+                 "metrics": _all_metrics(run_dir=g["base"].get("eval_run_dir"))},
+        "tuned": {"value": g["tuned"]["value"], "ci": g["tuned"].get("ci"),
+                  "metrics": _all_metrics(run_dir=g["tuned"].get("eval_run_dir"))},
+        "constrained": g.get("constrained"),
         "difference_ci": g.get("difference_ci"),
         "gate": {"status": g["status"], "threshold": g.get("threshold"), "min_value": g.get("min_value"),
                  "failed": [c["name"] for c in g.get("checks", []) if not c["passed"]]},
-        "rungs": {r["quant"]: {"value": r.get("metric"), "ci": r.get("ci"), "p95_ms": r.get("p95_ms")}
-                  for r in rungs},
+        "rungs": {r["quant"]: {"value": r.get("metric"), "ci": r.get("ci"), "p95_ms": r.get("p95_ms"),
+                               "metrics": _all_metrics(run_dir=r.get("eval_run_dir"))} for r in rungs},
         "recommended": (res.ladder or {}).get("recommended"),
         "shipped": next(({"quant": r["quant"], "value": r.get("metric"), "ci": r.get("ci")} for r in rungs
                          if r["quant"] == (res.ladder or {}).get("recommended")), None),
@@ -119,14 +145,14 @@ def figures(res: DemoResult, metric: str) -> dict[str, Any]:
                      "tokens_per_s": tune.get("train_tokens_per_s"),
                      "step_tokens_per_s": tune.get("step_tokens_per_s"), "prompt": tune.get("prompt"),
                      "best_step": (tune.get("selection") or {}).get("best_step"),
-                     "plan": tune.get("plan"), "run_id": tune.get("run_id")},
+                     "plan": tune.get("plan"), "run_id": tune.get("run_id"), "curve": _val_curve(tune)},
         "package": str(res.package) if res.package else None,
         "report": str(res.report),
     }
 
 
 def demo(*, task_dir: Path | None = None, model: str = "smollm2-135m", out: Path = Path("demo-out"),
-         time_budget: float | None = 420.0, max_steps: int | None = None, eval_every: int | None = None,
+         time_budget: float | None = 480.0, max_steps: int | None = None, eval_every: int | None = None,
          quants: tuple[str, ...] = ("Q8_0", "Q4_K_M"), say: Callable[[str], None] = print,
          store: Store | None = None) -> DemoResult:
     """Run the loop; returns what each stage produced (the report is written either way)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -60,11 +61,26 @@ def test_json_figures_come_from_the_stage_documents(tmp_path: Path) -> None:
     r = _result(tmp_path, ladder)
     r.tune = {"steps": 61, "train_seconds": 391.0, "train_tokens_per_s": 64.0, "step_tokens_per_s": 90.9,
               "prompt": "tuned", "selection": {"best_step": 61}, "run_id": "t1"}
-    r.gate.update(threshold=0.8, min_value=0.8, difference_ci=[0.6, 0.87])
+    r.gate.update(threshold=0.8, min_value=0.8, difference_ci=[0.6, 0.87], constrained={"base": True, "tuned": True})
+    tuned_eval = tmp_path / "tuned-eval"  # the tuned side's eval run folder: every metric, with its CI
+    tuned_eval.mkdir()
+    (tuned_eval / "result.json").write_text(json.dumps({"metrics": {"macro_f1": 0.512, "accuracy": 0.55},
+                                                        "ci": {"macro_f1": [0.39, 0.63]}}))
+    r.gate["tuned"]["eval_run_dir"] = str(tuned_eval)
+    curves = tmp_path / "run" / "curves.json"
+    curves.parent.mkdir()
+    curves.write_text(json.dumps({"val": [{"step": 0, "metric": 0.05, "loss": 3.1}, {"step": 9, "metric": 0.6,
+                                                                                  "loss": 0.4}]}))
+    r.tune["run_dir"] = str(curves.parent)
     d = figures(r, "macro_f1")
     assert d["seconds"] == {"tune": 400.0, "gate": 120.0, "total": 520.0}
-    assert d["base_gguf"]["value"] == 0.018 and d["base"] == {"value": 0.033, "ci": [0.0, 0.08]}
-    assert d["tuned"] == {"value": 0.512, "ci": [0.39, 0.63]} and d["difference_ci"] == [0.6, 0.87]
+    assert d["base_gguf"]["value"] == 0.018 and d["base_gguf"]["metrics"] == {"macro_f1": {"value": 0.018,
+                                                                                          "ci": [0.0, 0.05]}}
+    assert d["base"] == {"value": 0.033, "ci": [0.0, 0.08], "metrics": {}}  # no eval run folder: nothing invented
+    assert d["tuned"] == {"value": 0.512, "ci": [0.39, 0.63], "metrics": {
+        "macro_f1": {"value": 0.512, "ci": [0.39, 0.63]}, "accuracy": {"value": 0.55, "ci": None}}}
+    assert d["difference_ci"] == [0.6, 0.87] and d["constrained"] == {"base": True, "tuned": True}
+    assert d["training"]["curve"] == [{"step": 0, "metric": 0.05, "loss": 3.1}, {"step": 9, "metric": 0.6, "loss": 0.4}]
     assert d["shipped"] == {"quant": "Q8_0", "value": 0.49, "ci": [0.37, 0.61]} and d["recommended"] == "Q8_0"
     assert d["gate"] == {"status": "PASS", "threshold": 0.8, "min_value": 0.8, "failed": []}
     assert d["training"]["step_tokens_per_s"] == 90.9 and d["training"]["best_step"] == 61

@@ -12,6 +12,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # Long work shows honed's own progress and nothing else: transformers' GGUF de-quantizing bar, its advisory
 # messages and the deprecation chatter of torch/transformers/PEFT are not the user's business.
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TQDM_DISABLE", "1")  # the GGUF de-quantizing bar is a bare tqdm.auto, deaf to the line above
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 import warnings  # noqa: E402

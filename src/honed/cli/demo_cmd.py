@@ -19,7 +19,7 @@ def demo_command(
     model: Annotated[str, typer.Option("--model", "-m", help="Base model: alias or .gguf.")] = DEFAULT_MODEL,
     out_dir: Annotated[Path, typer.Option("--out", help="Where the package and report go.")] = Path("demo-out"),
     time_budget: Annotated[str, typer.Option(help="Training time, validation included (600, 8m, ...); the steps "
-                                              "follow from the measured step time.")] = "7m",
+                                              "follow from the measured step time.")] = "8m",
     max_steps: Annotated[Optional[int], typer.Option(help="Training steps at most (also bounded by the time "
                                                       "budget; early stopping may end sooner).")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the run's figures here (per-stage "

@@ -94,13 +94,15 @@ def _write_splits(out_dir: Path, splits: dict[str, list[tuple[dict[str, Any], An
 
 
 def _write_toml(out_dir: Path, name: str, kind: str, description: str, template: str, section: str,
-                tuned: str) -> None:
+                tuned: str, tuned_system: str) -> None:
     # tuned_template: what a model fine-tuned on the task is trained and served with (the input alone: the
-    # answer space is learned from the examples, not re-read in every prompt)
+    # answer space is learned from the examples, not re-read in every prompt); tuned_system: one line of system
+    # message, so that a chat template's default one (SmolLM2's: ~18 tokens) is not paid for in every example
     (out_dir / "honed.toml").write_text(
         f"name = {json.dumps(name)}\nkind = {json.dumps(kind)}\ndescription = {json.dumps(description)}\n\n"
         '[data]\ntrain = "data/train.jsonl"\nval = "data/val.jsonl"\ntest = "data/test.jsonl"\n\n'
-        f"[prompt]\ntemplate = '''\n{template}'''\ntuned_template = '''{tuned}'''\n\n{section}",
+        f"[prompt]\ntemplate = '''\n{template}'''\ntuned_template = '''{tuned}'''\n"
+        f"tuned_system = {json.dumps(tuned_system)}\n\n{section}",
         encoding="utf-8",
     )
 
@@ -192,8 +194,10 @@ def banking77_none(
         "classify",
         f"Banking77: {n_labels} intents; {n_none} held-out intents are out of scope (NONE).",
         _BANKING_PROMPT,
-        f'[classify]\nlabels = [{label_list}]\nnone_label = "NONE"\n',
+        # answers are one of the intents or NONE, as `honed serve` decodes them
+        f'[classify]\nlabels = [{label_list}]\nnone_label = "NONE"\n\n[generation]\nconstrained = true\n',
         _BANKING_TUNED,
+        "Answer with the intent.",
     )
     (out_dir / "SOURCE.txt").write_text(
         f"Banking77 (banking77/train.csv, test.csv), {_ORIGIN}.\n"
@@ -286,6 +290,7 @@ def restaurant8k(
         _RESTAURANT_PROMPT,
         '[extract]\nschema_file = "schema.json"\n\n[generation]\nmax_tokens = 64\n',
         _RESTAURANT_TUNED,
+        "Answer with the slots as JSON.",
     )
     (out_dir / "SOURCE.txt").write_text(
         f"Restaurant-8k (restaurant8k/train_0.json, test.json), {_ORIGIN}.\n"

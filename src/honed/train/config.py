@@ -30,7 +30,8 @@ class TuneConfig(BaseModel):
     """Modules to adapt. Unset: the planner's choice."""
     top_layers: int | None = Field(default=None, gt=0)
     """Adapt only the top N transformer layers: the backward pass stops below them (fewer FLOPs per learned
-    token), at some cost in capacity. Unset: every layer."""
+    token), at some cost in capacity. Unset: the planner's choice (the upper half on a CPU, every layer on a GPU);
+    the model's layer count adapts every layer."""
     learning_rate: float | None = Field(default=None, gt=0)
     epochs: float | None = Field(default=None, gt=0)
     """Upper bound: early stopping on the val metric usually ends training sooner."""

@@ -261,8 +261,8 @@ def prepare(task: Task, config: TuneConfig, store: Store | None = None, *, resum
     write_json_atomic(run_dir / "manifest.json", manifest)
 
     n_layers = int(getattr(model.config, "num_hidden_layers", 0) or 0)
-    layers = (list(range(max(0, n_layers - config.top_layers), n_layers))
-              if config.top_layers and n_layers else None)
+    top = settings.get("top_layers")
+    layers = list(range(max(0, n_layers - top), n_layers)) if top and n_layers else None
     model = get_peft_model(model, LoraConfig(r=settings["rank"], lora_alpha=settings["alpha"],
                                              lora_dropout=config.dropout, target_modules=settings["target_modules"],
                                              layers_to_transform=layers, task_type="CAUSAL_LM"))
