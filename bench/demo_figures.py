@@ -28,6 +28,24 @@ def _ci(ci: list[float] | None) -> str:
     return f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "—"
 
 
+def metrics_table(d: dict[str, Any]) -> str:
+    """Every metric of every model of the run (an extraction's entity F1, relation F1, valid-JSON rate...)."""
+    models = [("base, GGUF via llama.cpp", d["base_gguf"]), ("base, transformers (gate)", d["base"]),
+              ("tuned, transformers (gate)", d["tuned"])]
+    models += [(f"tuned {q}, GGUF{' (shipped)' if q == d['recommended'] else ''}", r) for q, r in d["rungs"].items()]
+    names = sorted({k for _, m in models for k in m.get("metrics") or {}})
+    if len(names) < 2:
+        return ""
+    rows = [f"| model | {' | '.join(names)} |", "|---|" + "---:|" * len(names)]
+    for label, m in models:
+        cells = []
+        for k in names:
+            v = (m.get("metrics") or {}).get(k)
+            cells.append("—" if v is None else f"{v['value']:.3f} {_ci(v.get('ci'))}".strip())
+        rows.append(f"| {label} | {' | '.join(cells)} |")
+    return "\n".join(rows)
+
+
 def markdown(d: dict[str, Any]) -> str:
     m = d["primary_metric"]
     sec = d["seconds"]
@@ -46,6 +64,7 @@ def markdown(d: dict[str, Any]) -> str:
         f"Wall time {sec.get('wall', sec['total']):.0f} s ({stages}). Training: {tr['steps']} steps in "
         f"{tr['seconds']:.0f} s at {tr['tokens_per_s']} real tokens/s on the `{tr['prompt']}` prompt, "
         f"checkpoint of step {tr['best_step']} chosen by val {m}.",
+        *([f"\n{table}"] if (table := metrics_table(d)) else []),
         *([f"\nValidation curve (step: val {m}): " + ", ".join(f"{v['step']}: {v['metric']:.3f}" for v in curve)]
           if (curve := tr.get("curve")) else []),
     ])
@@ -59,6 +78,8 @@ def main() -> None:
     ap.add_argument("--task", type=Path, help="a task folder (default: the bundled examples/classify)")
     ap.add_argument("--public", help="a public data set to turn into the task (banking77-none, restaurant8k)")
     ap.add_argument("--time-budget", help="the demo's --time-budget (default: the demo's)")
+    ap.add_argument("--max-steps", help="the demo's --max-steps")
+    ap.add_argument("--eval-every", help="the demo's --eval-every")
     a = ap.parse_args()
     if a.source:
         doc = json.loads(a.source.read_text())
@@ -76,6 +97,8 @@ def main() -> None:
                                 "--out", str(task)], env=env, check=True)
             cmd += ["--task", str(task)] if task else []
             cmd += ["--time-budget", a.time_budget] if a.time_budget else []
+            cmd += ["--max-steps", a.max_steps] if a.max_steps else []
+            cmd += ["--eval-every", a.eval_every] if a.eval_every else []
             subprocess.run(cmd, env=env, check=True)
             doc = json.loads(target.read_text())
     print(markdown(doc))

@@ -22,6 +22,8 @@ def demo_command(
                                               "follow from the measured step time.")] = "8m",
     max_steps: Annotated[Optional[int], typer.Option(help="Training steps at most (also bounded by the time "
                                                       "budget; early stopping may end sooner).")] = None,
+    eval_every: Annotated[Optional[int], typer.Option(help="Steps between validation passes (default: planned, "
+                                                       "~3 per epoch).")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the run's figures here (per-stage "
                                                      "seconds, metrics with CIs, gate, shipped rung).")] = None,
 ) -> None:
@@ -35,7 +37,7 @@ def demo_command(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--time-budget") from None
     t0 = time.perf_counter()
-    res = demo(task_dir=task, model=model, out=out_dir, time_budget=budget, max_steps=max_steps,
+    res = demo(task_dir=task, model=model, out=out_dir, time_budget=budget, max_steps=max_steps, eval_every=eval_every,
                say=lambda m: out.print(m, highlight=False))
     g = res.gate
     metric = g["primary_metric"]
