@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import EXAMPLES, REPO
-from tests.integration.test_eval_cli import honed
+from tests.conftest import honed_cli as honed
 
 pytestmark = pytest.mark.integration
 
@@ -49,7 +48,16 @@ def test_bakeoff_document(bakeoff: dict) -> None:
     assert len(best) == 1 and best[0]["vs_best"] is None and best[0]["pareto"]
     assert best[0]["primary"] == max(a["primary"] for a in doc["arms"])
     others = [a for a in doc["arms"] if not a["best"]]
-    assert all(0.0 <= a["vs_best"] <= 1.0 for a in others)
+    # vs_best is the raw paired p-value of each arm against the best, Holm-adjusted over the three comparisons
+    # (reference: Holm's step-down written out here; raw p sorted ascending, (m - j) * p_j, running maximum, ≤ 1)
+    raw = sorted((a["vs_best_detail"]["p_value_raw"], k) for k, a in enumerate(others))
+    running, holm = 0.0, {}
+    for j, (p, k) in enumerate(raw):
+        running = max(running, min(1.0, (len(raw) - j) * p))
+        holm[k] = running
+    assert [a["vs_best"] for a in others] == [pytest.approx(holm[k], abs=1e-6) for k in range(len(others))]
+    for a in others:
+        assert a["vs_best_detail"]["diff"] == pytest.approx(a["primary"] - best[0]["primary"])
     # gemma3 is a base model: it ran with the plain completion prompt, and it is the largest file
     gemma = doc["arms"][3]
     assert gemma["model"]["prompt_format"] == "plain_completion"

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import CLASSIFY_TOML, EXAMPLES, write_task
+from tests.conftest import honed_cli as honed
 
 pytestmark = pytest.mark.integration
 
@@ -23,12 +24,6 @@ KIND_METRICS = {
     "extract": ["valid_json_rate", "schema_valid_rate", "field_f1", "entity_f1", "relationship_f1"],
     "generate": ["format_pass_rate", "per_rule", "keyword_hit_rate"],
 }
-
-
-def honed(*args: str, home: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "HONED_HOME": str(home), "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "honed", *args], capture_output=True, text=True, env=env,
-                          timeout=timeout)
 
 
 @pytest.mark.parametrize("kind", ["classify", "pick", "extract", "generate"])
@@ -98,6 +93,7 @@ def test_sigkill_then_rerun_gives_identical_metrics(tmp_path: Path, honed_home: 
         assert doc[key] == ref[key], key
 
     again = honed(*args, "--json", str(tmp_path / "again.json"), home=honed_home)
+    assert again.returncode == 0, again.stderr
     second = json.loads((tmp_path / "again.json").read_text())
     assert second["cache"]["hits"] == 24
     for key in ("metrics", "ci", "failures", "latency_ms", "ttft_ms", "tokens_per_s"):
@@ -142,7 +138,17 @@ def test_compare_two_runs(tmp_path: Path, honed_home: Path) -> None:
     assert "McNemar" in cmp.stdout and "paired bootstrap" in cmp.stdout
     doc = json.loads((tmp_path / "cmp.json").read_text())
     assert doc["n_paired"] == 12
-    assert 0.0 <= doc["accuracy"]["mcnemar"]["p_value"] <= 1.0
+    # exact McNemar from the two runs' own item records, against scipy's binomial test
+    from scipy.stats import binomtest
+
+    right = [{r["id"]: r["correct"] for r in map(json.loads, (honed_home / "runs" / run / "items.jsonl")
+                                                 .read_text().splitlines())} for run in (ra, rb)]
+    a_only = sum(right[0][i] and not right[1][i] for i in right[0])
+    b_only = sum(right[1][i] and not right[0][i] for i in right[0])
+    mc = doc["accuracy"]["mcnemar"]
+    assert (mc["a_only"], mc["b_only"]) == (a_only, b_only)
+    want = binomtest(min(a_only, b_only), a_only + b_only, 0.5).pvalue if a_only + b_only else 1.0
+    assert mc["p_value"] == pytest.approx(want)
     assert doc["primary"]["metric"] == "macro_f1"
     lo, hi = doc["primary"]["ci"]
     assert lo <= doc["primary"]["diff"] <= hi

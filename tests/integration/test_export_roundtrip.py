@@ -1,4 +1,5 @@
-"""The template round trip on the real SmolLM2 GGUF (vocab only, seconds): the generated Modelfile passes, and
+"""The template round trip on the tiny model's GGUF (tests/tiny_model.py: SmolLM2's tokenizer and chat template,
+written by llama.cpp's converter; vocab only, seconds): the generated Modelfile passes, and
 planted mismatches — a wrong stop token, a template missing one newline, a non-terminating GGUF — are refused
 with a diff that names the first differing token."""
 
@@ -6,6 +7,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,13 +23,12 @@ DEFAULT_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Huggin
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def setup(tiny_model: Any, tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("rt") / "task"
     shutil.copytree(EXAMPLES / "classify", root)
     task = load_task(root)
-    gguf = resolve_gguf("smollm2-135m")
-    return {"task": task, "items": load_items(task, "test")[:4], "tok": training_tokenizer("smollm2-135m"),
-            "gguf": gguf}
+    return {"task": task, "items": load_items(task, "test")[:4], "tok": training_tokenizer(str(tiny_model.hf)),
+            "gguf": tiny_model.gguf}
 
 
 def _modelfile(**changes: object) -> Modelfile:

@@ -36,12 +36,23 @@ T0 = datetime(2026, 11, 2, tzinfo=UTC)
 GGUF_NAME = "support-triage-smollm2-135m-v1-Q4_1.gguf"
 
 
+def constrained(toml: str) -> str:
+    """The task file with `[generation] constrained = true` (the example may already have the table)."""
+    if "[generation]" in toml:
+        lines = [ln for ln in toml.splitlines() if not ln.startswith("constrained")]
+        out = "\n".join(lines).replace("[generation]", "[generation]\nconstrained = true", 1) + "\n"
+    else:
+        out = toml + "\n[generation]\nconstrained = true\n"
+    assert "constrained = true" in out
+    return out
+
+
 def build_package(root: Path, gguf: Path, *, min_value: float, anchors: list[Anchor]) -> Path:
     """A package by the contract: the GGUF hard-linked as the one rung, the task copied, anchors, manifest."""
     (root / "task" / "data").mkdir(parents=True)
     toml = (EXAMPLES / "classify" / "honed.toml").read_text()
     # decode only the answer space, as a served classifier does; short and valid answers keep the test fast
-    (root / "task" / "honed.toml").write_text(toml + "\n[generation]\nconstrained = true\n")
+    (root / "task" / "honed.toml").write_text(constrained(toml))
     shutil.copy(EXAMPLES / "classify" / "data" / "test.jsonl", root / "task" / "data" / "test.jsonl")
     try:
         os.link(gguf, root / GGUF_NAME)
@@ -79,8 +90,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     gguf = resolve_gguf("smollm2-135m")
     task_dir = root / "task-src"
     shutil.copytree(EXAMPLES / "classify", task_dir)
-    (task_dir / "honed.toml").write_text((task_dir / "honed.toml").read_text()
-                                         + "\n[generation]\nconstrained = true\n")
+    (task_dir / "honed.toml").write_text(constrained((task_dir / "honed.toml").read_text()))
     task = load_task(task_dir)
     test_items = load_items(task, "test")[:8]
     with open_backend("llamacpp", str(gguf)) as be:
@@ -157,8 +167,11 @@ def test_shadow_comparison_with_a_q8_requantization(world: dict[str, Any], tmp_p
     lo, hi = s["agreement"]["ci"]
     assert lo <= agree / 8 <= hi
     v = s["validity"]
+    # the task decodes constrained: both models' answers are always valid, no pair is discordant, and exact
+    # McNemar on validity is 1.0
     assert v["incumbent"]["n"] == v["candidate"]["n"] == 8
-    assert 0.0 <= v["mcnemar"]["p_value"] <= 1.0
+    assert v["incumbent"]["k"] == v["candidate"]["k"] == 8
+    assert (v["mcnemar"]["incumbent_only"], v["mcnemar"]["candidate_only"], v["mcnemar"]["p_value"]) == (0, 0, 1.0)
     assert s["correctness"]["n"] == 0 and "no logged record carries a trusted label" in s["correctness"]["note"]
     assert "## Shadow comparison" in (tmp_path / "r" / "report.md").read_text()
 

@@ -1,10 +1,13 @@
 """Padding-free batches (what `honed tune` trains on, `packing = true`) must keep examples apart: on CPU with SDPA
 there is no flash-attention varlen kernel, so this checks that transformers turns the reset position ids into a
 block-diagonal mask. If it did not, every example would attend to the one before it and the tune bench's speed-up
-would be a silent corruption. The mask is only built without a KV cache (transformers checks
+would be a silent corruption. On the tiny model (tests/tiny_model.py): SmolLM2's architecture, attention and
+tokenizer, 2 layers. The mask is only built without a KV cache (transformers checks
 `past_key_values is None`), which is how TRL's trainers call the model (`use_cache=False`): so is this test."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import pytest
 
@@ -13,10 +16,10 @@ pytestmark = pytest.mark.integration
 torch = pytest.importorskip("torch")
 
 
-def test_packed_examples_do_not_see_each_other() -> None:
+def test_packed_examples_do_not_see_each_other(tiny_model: Any) -> None:
     from honed.train.loading import load_base
 
-    loaded = load_base("smollm2-135m")
+    loaded = load_base(str(tiny_model.hf))
     model, tok = loaded.model.eval(), loaded.tokenizer
     a = tok("The parcel never arrived and nobody answers my emails.", add_special_tokens=False)["input_ids"]
     b = tok("Please add a dark mode to the app.", add_special_tokens=False)["input_ids"]
@@ -35,14 +38,14 @@ def test_packed_examples_do_not_see_each_other() -> None:
     assert not torch.allclose(cached[len(a):], alone_b, atol=1e-2)
 
 
-def test_honed_loop_loss_equals_the_full_logits_loss_of_each_example_alone() -> None:
+def test_honed_loop_loss_equals_the_full_logits_loss_of_each_example_alone(tiny_model: Any) -> None:
     """What `honed.train.loop` computes for a packed batch (logits only at the completion positions, through the
     model's `logits_to_keep`) equals the completion-only loss of each example run alone with full logits."""
     from honed.train.dataset import Encoded
     from honed.train.loading import load_base
     from honed.train.loop import pack
 
-    loaded = load_base("smollm2-135m")
+    loaded = load_base(str(tiny_model.hf))
     model, tok = loaded.model.eval(), loaded.tokenizer
     rows = []
     for prompt, answer in (("Route: my parcel is late", "shipping<|im_end|>"),

@@ -2,22 +2,20 @@
 Gemma 3 270M base model (fallback), the official `openai` client, the request log read back by `honed data harvest`.
 
 Server A: no keys, `--margin 1.01` (no answer can reach it) so every task request escalates to Gemma.
-Server B: SmolLM2 alone with API keys; the load test and the kill -9 run against it.
+Server B: SmolLM2 alone with API keys. The load test and the kill -9 run against a server of their own (same
+settings), so no later test meets a server that one test killed.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -27,7 +25,7 @@ import pytest
 from honed.backends.models import resolve_gguf
 from honed.data.logs import read_log
 from honed.errors import ModelNotFound
-from tests.conftest import EXAMPLES
+from tests.conftest import Served, start_serve, stop_serve
 
 pytestmark = pytest.mark.integration
 openai = pytest.importorskip("openai")
@@ -42,21 +40,6 @@ MESSAGES = ["I was charged twice for my membership this month", "The app crashes
             "My parcel has been stuck in transit for a week", "Do you sell cast iron pans in red?"]
 
 
-@dataclass
-class Served:
-    url: str
-    proc: subprocess.Popen[bytes]
-    log: Path
-    home: Path
-    task_dir: Path
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _models(*aliases: str) -> None:
     for alias in aliases:
         try:
@@ -65,41 +48,7 @@ def _models(*aliases: str) -> None:
             pytest.skip(str(exc))
 
 
-def start(root: Path, *args: str, env: dict[str, str] | None = None, task: bool = True) -> Served:
-    """`honed serve` in a subprocess on a free loopback port (with a copy of the classify example as
-    `--task`, unless `task` is False); returns once /health answers."""
-    root.mkdir(parents=True, exist_ok=True)
-    task_dir = root / "task"
-    if task and not task_dir.exists():
-        shutil.copytree(EXAMPLES / "classify", task_dir)
-    port, log, home = _free_port(), root / "requests.jsonl", root / "home"
-    cmd = [sys.executable, "-m", "honed", "serve", *args, *(["--task", str(task_dir)] if task else []), "--port",
-           str(port), "--log", str(log), "--threads", "2"]
-    out = (root / "server.out").open("ab")
-    proc = subprocess.Popen(cmd, stdout=out, stderr=out,
-                            env={**os.environ, "HONED_HOME": str(home), "OMP_WAIT_POLICY": "PASSIVE", **(env or {})})
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"honed serve exited with {proc.returncode}:\n{(root / 'server.out').read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return Served(url, proc, log, home, task_dir)
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    proc.kill()
-    pytest.fail(f"honed serve did not answer within 120 s:\n{(root / 'server.out').read_text()[-3000:]}")
-
-
-def stop(s: Served) -> None:
-    if s.proc.poll() is None:
-        s.proc.send_signal(signal.SIGINT)
-        try:
-            s.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            s.proc.kill()
-            s.proc.wait()
+start, stop = start_serve, stop_serve  # test_serve_package and test_serve_upstream use these names too
 
 
 def log_lines(path: Path) -> list[str]:
@@ -130,12 +79,24 @@ def escalating(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     stop(s)
 
 
-@pytest.fixture(scope="module")
-def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def _keyed(root: Path) -> Served:
     _models("smollm2-135m")
     # A 4 KB log rotates every ~5 lines: the load test counts lines across the rotated files.
-    s = start(tmp_path_factory.mktemp("serve-b"), "smollm2-135m", "--api-key", KEY, "--rate-limit", "100000",
-              "--log-max-mb", "0.004", "--log-keep", "1000")
+    return start(root, "smollm2-135m", "--api-key", KEY, "--rate-limit", "100000", "--log-max-mb", "0.004",
+                 "--log-keep", "1000")
+
+
+@pytest.fixture(scope="module")
+def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    s = _keyed(tmp_path_factory.mktemp("serve-b"))
+    yield s
+    stop(s)
+
+
+@pytest.fixture
+def doomed(tmp_path: Path) -> Iterator[Served]:
+    """A keyed server for one test that kills it with SIGKILL."""
+    s = _keyed(tmp_path / "serve-c")
     yield s
     stop(s)
 
@@ -163,7 +124,12 @@ def test_openai_client_chat_task_and_forced_escalation(escalating: Served, tmp_p
     assert body["layer"] == "fallback" and body["model"] == "gemma3-270m" and body["valid"] is True
     s = body["signals"]
     assert s["escalated"] is True and s["reason"] == "low_margin" and s["primary_valid"] is True
-    assert -1.0 <= s["primary_margin"] <= 1.0 and s["primary_answer"] in LABELS
+    assert s["primary_answer"] in LABELS
+    # margin = p(answer) − p(best other answer): at most p(answer), at least p(answer) − (1 − p(answer)), and
+    # negative exactly when the greedy answer is not the most probable whole answer
+    p = s["primary_p_answer"]
+    assert 2 * p - 1 - 1e-5 <= s["primary_margin"] <= p + 1e-6
+    assert (s["primary_margin"] >= 0) == (s["primary_answer"] == s["primary_top_answer"])
     assert body["answer"] == s["fallback_answer"] and body["answer"] in LABELS
 
     # The task route as a chat model: the user message is the input fields as JSON.
@@ -283,7 +249,8 @@ def _hammer(url: str, seconds: float, clients: int, stop_early: threading.Event 
     return counts
 
 
-def test_load_loses_no_log_line_and_kill_9_tears_none(keyed: Served) -> None:
+def test_load_loses_no_log_line_and_kill_9_tears_none(doomed: Served) -> None:
+    keyed = doomed
     before = len(log_lines(keyed.log))
     counts: dict[str, int] = {}
     loader = threading.Thread(target=lambda: counts.update(_hammer(keyed.url, seconds=8, clients=8)))

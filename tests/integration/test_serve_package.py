@@ -18,9 +18,11 @@ from honed.backends.models import file_sha256, resolve_gguf
 from honed.errors import ModelNotFound
 from honed.export.package import Acceptance, Anchor, Manifest, Rung, write_anchors, write_manifest
 from tests.conftest import EXAMPLES
-from tests.integration.test_serve import TASK, start, stop
+from tests.conftest import start_serve as start
+from tests.conftest import stop_serve as stop
 
 pytestmark = pytest.mark.integration
+TASK = "support-triage"
 
 
 def _package(root: Path) -> Path:

@@ -10,10 +10,24 @@ from pathlib import Path
 import httpx
 import pytest
 
+from honed.backends.models import resolve_gguf
 from honed.data.logs import read_log
-from tests.integration.test_serve import LABELS, MESSAGES, TASK, _models, start, stop
+from honed.errors import ModelNotFound
+from tests.conftest import start_serve as start
+from tests.conftest import stop_serve as stop
 
 pytestmark = pytest.mark.integration
+TASK = "support-triage"
+LABELS = ("billing", "bug_report", "feature_request", "account_access", "shipping", "NONE")
+MESSAGE = "Please add a dark mode to the recipe viewer"
+
+
+def _models(*aliases: str) -> None:
+    for alias in aliases:
+        try:
+            resolve_gguf(alias)
+        except ModelNotFound as exc:
+            pytest.skip(str(exc))
 
 
 def test_fallback_to_an_openai_compatible_server(tmp_path: Path) -> None:
@@ -25,7 +39,7 @@ def test_fallback_to_an_openai_compatible_server(tmp_path: Path) -> None:
         try:
             models = httpx.get(f"{front.url}/v1/models", timeout=10).json()["data"]
             assert models[1]["id"] == "gemma3-270m" and models[1]["honed"]["upstream"] == f"{upstream.url}/v1"
-            body = httpx.post(f"{front.url}/v1/tasks/{TASK}", json={"input": {"text": MESSAGES[2]}},
+            body = httpx.post(f"{front.url}/v1/tasks/{TASK}", json={"input": {"text": MESSAGE}},
                               timeout=300).json()
             assert body["layer"] == "fallback" and body["valid"] is True and body["answer"] in LABELS
             assert body["model_sha256"] is None  # a remote model's file is not visible from here
@@ -38,7 +52,7 @@ def test_fallback_to_an_openai_compatible_server(tmp_path: Path) -> None:
     (up_rec,) = [r for _, r in read_log(upstream.log)]
     assert front_rec.layer == "fallback" and front_rec.answer == body["answer"]
     # The upstream saw the same task prompt as a chat request and answered the choice wrapped in JSON.
-    assert up_rec.task == "chat" and up_rec.layer == "primary" and MESSAGES[2] in up_rec.input["messages"][-1][
+    assert up_rec.task == "chat" and up_rec.layer == "primary" and MESSAGE in up_rec.input["messages"][-1][
         "content"]
     assert json.loads(up_rec.output) == {"answer": body["answer"]}
     assert len(up_rec.model_sha256 or "") == 64

@@ -1,4 +1,4 @@
-"""Training examples as the trainer sees them, with SmolLM2's real tokenizer: completion-only masking with the
+"""Training examples as the trainer sees them, with SmolLM2's real tokenizer (the tiny model's, tests/tiny_model.py): completion-only masking with the
 terminator learned, over-long completions skipped (never cut), prompts middle-truncated, and the train/serve
 template identity check."""
 
@@ -8,7 +8,7 @@ import pytest
 
 from honed.task.data import Item, load_items
 from honed.task.spec import load_task
-from honed.train.dataset import (TemplateMismatch, encode, middle_truncate, render_completion)
+from honed.train.dataset import TemplateMismatch, encode, middle_truncate, render_completion
 from honed.train.session import serving_check, template_info
 from tests.conftest import EXAMPLES
 
@@ -16,15 +16,12 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def smol():
+def smol(tiny_model):
+    from llama_cpp import Llama
     from transformers import AutoTokenizer
 
-    from honed.backends.models import resolve_gguf
-
-    gguf = resolve_gguf("smollm2-135m")
-    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    from llama_cpp import Llama
-
+    gguf = tiny_model.gguf
+    tok = AutoTokenizer.from_pretrained(tiny_model.hf)
     vocab = Llama(model_path=str(gguf), vocab_only=True, verbose=False)
     template = vocab.metadata["tokenizer.chat_template"]
     vocab.close()

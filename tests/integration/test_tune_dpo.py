@@ -1,29 +1,28 @@
-"""`honed tune --method dpo` on the real SmolLM2, a few CPU steps: pairs come from the base model's own answers,
-the ids TRL trains on are honed's serving-template ids, the adapter moves, the guardrails run."""
+"""`honed tune --method dpo` on the tiny model (tests/tiny_model.py), a few CPU steps: pairs come from the base
+model's own answers, the ids TRL trains on are honed's serving-template ids, the adapter moves, the guardrails
+run."""
 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from honed.task.spec import load_task
 from honed.train.config import TuneConfig
 from honed.train.sft import tune
-from tests.conftest import EXAMPLES
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.integration
 
 
-def test_dpo_tiny_run(tmp_path: Path) -> None:
-    root = tmp_path / "task"
-    shutil.copytree(EXAMPLES / "classify", root)
+def test_dpo_tiny_run(tiny_model: Any, planted_task: Path) -> None:
+    root = planted_task
     for split, n in (("train", 16), ("val", 8)):
         path = root / "data" / f"{split}.jsonl"
         path.write_text("".join(path.read_text().splitlines(keepends=True)[:n]))
-    cfg = TuneConfig(method="dpo", max_steps=3, eval_every=3, max_val_items=8, batch_size=4, replay_fraction=0.0,
+    cfg = TuneConfig(model=str(tiny_model.hf), method="dpo", max_steps=3, eval_every=3, max_val_items=8, batch_size=4, replay_fraction=0.0,
                      force=True)
     summary = tune(load_task(root), cfg)
     run = Path(summary["run_dir"])

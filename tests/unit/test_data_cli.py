@@ -144,7 +144,8 @@ def test_malformed_inputs_give_one_clear_error(tmp_path: Path, honed_home: Path)
     r = honed("harvest", str(folder), str(log), "--rule", "train: confirmed == true", home=honed_home)
     assert r.returncode == 2 and "log.jsonl:1: not a request-log record" in r.stderr.replace("\n", "")
     r = honed("generate", str(folder), "--n", "2", "--k", "2", "--m", "3", home=honed_home)
-    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "min_agree (m = 3) cannot exceed k = 2" in r.stderr.replace("\n", " ")
 
 
 def test_replay_command(tmp_path: Path, honed_home: Path) -> None:

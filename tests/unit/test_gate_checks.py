@@ -119,12 +119,14 @@ def test_threshold() -> None:
     assert checks.threshold(0.0, 0.1) == pytest.approx(0.1)
 
 
-@pytest.mark.parametrize(("base", "tuned", "passed"), [(2.0, 2.5, True), (2.0, 2.51, False), (2.0, 1.5, True)])
-def test_forgetting(base: float, tuned: float, passed: bool) -> None:
+@pytest.mark.parametrize(("base", "tuned", "passed", "shown"), [(2.0, 2.5, True, ("2.000", "2.500")),
+                                                                 (2.0, 2.51, False, ("2.000", "2.510")),
+                                                                 (2.0, 1.5, True, ("2.000", "1.500"))])
+def test_forgetting(base: float, tuned: float, passed: bool, shown: tuple[str, str]) -> None:
     check = checks.forgetting_check(base, tuned, 0.25, 40)
     assert check["passed"] is passed
     assert check["relative_change"] == pytest.approx(tuned / base - 1)
-    assert f"{base:.3f}" in check["detail"] and f"{tuned:.3f}" in check["detail"]
+    assert f"base {shown[0]}, tuned {shown[1]}" in check["detail"], check["detail"]
 
 
 def test_collapse() -> None:

@@ -150,4 +150,7 @@ def test_examples_load(kind: str) -> None:
     for split in ("train", "val", "test"):
         items = load_items(task, split)
         assert len(items) >= 10
-        build_messages(task, items[0].inputs)
+        msgs = build_messages(task, items[0].inputs)
+        texts = [v for v in items[0].inputs.values() if isinstance(v, str)]
+        assert msgs[-1].role == "user" and texts  # the item's own text fields reach the prompt verbatim
+        assert all(t in msgs[-1].content for t in texts), (split, msgs[-1].content)
