@@ -37,8 +37,9 @@ def demo_command(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--time-budget") from None
     t0 = time.perf_counter()
-    res = demo(task_dir=task, model=model, out=out_dir, time_budget=budget, max_steps=max_steps, eval_every=eval_every,
-               say=lambda m: out.print(m, highlight=False))
+    res = demo(task_dir=task, model=model, out=out_dir, time_budget=budget, max_steps=max_steps,
+               eval_every=eval_every,
+               say=lambda m: out.print(m, highlight=False, markup=False))  # stage text names TOML tables
     g = res.gate
     metric = g["primary_metric"]
 
