@@ -48,17 +48,18 @@ def test_demo_at_a_small_budget_gains_passes_the_gate_and_ships_a_measured_ladde
     assert set(doc["rungs"]) == {"F16", "Q8_0", "Q4_K_M"}
     for quant, rung in doc["rungs"].items():
         assert rung["ci"][0] <= rung["value"] <= rung["ci"][1], quant
-        assert rung["metrics"]["macro_f1"] == pytest.approx(rung["value"]), quant
+        assert rung["metrics"]["macro_f1"]["value"] == pytest.approx(rung["value"]), quant
         assert rung["p95_ms"] > 0
     # F16 is the merged model converted: it scores as the tuned model did through transformers, within a
-    # near-tie or two of 24 items; the quantized rungs are measured, and the ladder ships the best within tolerance
+    # near-tie or two of 24 items; the quantized rungs are measured, and the ladder ships a rung within its
+    # tolerance of F16 (measured 2026-11-29: F16 0.543, Q8_0 0.558, Q4_K_M 0.528 shipped; base 0.048)
     assert abs(doc["rungs"]["F16"]["value"] - doc["tuned"]["value"]) <= 0.1
     assert all(r["value"] > doc["base_gguf"]["value"] for r in doc["rungs"].values())
     pkg = load_package(Path(doc["package"]))
     ladder = json.loads((pkg.root / "ladder.json").read_text())
     assert doc["recommended"] == ladder["recommended"] == pkg.manifest.recommended
-    best = max(r["value"] for r in doc["rungs"].values())
-    assert doc["shipped"]["value"] == doc["rungs"][doc["recommended"]]["value"] >= best - ladder["tolerance"] - 1e-9
+    f16 = doc["rungs"]["F16"]["value"]
+    assert doc["shipped"]["value"] == doc["rungs"][doc["recommended"]]["value"] >= f16 - ladder["tolerance"] - 1e-9
     assert {r.quant: r.metrics["metric"] for r in pkg.manifest.rungs} == {q: r["value"] for q, r in
                                                                            doc["rungs"].items()}
     assert Path(doc["report"]).is_file() and "macro_f1" in proc.stdout
