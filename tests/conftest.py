@@ -68,6 +68,18 @@ def honed_cli(*args: str, home: Path | None = None, timeout: float = 600, env: d
                           timeout=timeout, cwd=cwd, check=False)
 
 
+def require_models(*aliases: str) -> None:
+    """Skip the test unless every model alias resolves to an installed GGUF (the reason names the package)."""
+    from honed.backends.models import resolve_gguf
+    from honed.errors import ModelNotFound
+
+    for alias in aliases:
+        try:
+            resolve_gguf(alias)
+        except ModelNotFound as exc:
+            pytest.skip(str(exc))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -22,10 +22,8 @@ import httpx
 import jsonschema
 import pytest
 
-from honed.backends.models import resolve_gguf
 from honed.data.logs import read_log
-from honed.errors import ModelNotFound
-from tests.conftest import Served, start_serve, stop_serve
+from tests.conftest import Served, require_models, start_serve, stop_serve
 
 pytestmark = pytest.mark.integration
 openai = pytest.importorskip("openai")
@@ -38,14 +36,6 @@ LABELS = ("billing", "bug_report", "feature_request", "account_access", "shippin
 MESSAGES = ["I was charged twice for my membership this month", "The app crashes when I open the settings page",
             "Please add a dark mode to the recipe viewer", "I can't log in, the verification code never arrives",
             "My parcel has been stuck in transit for a week", "Do you sell cast iron pans in red?"]
-
-
-def _models(*aliases: str) -> None:
-    for alias in aliases:
-        try:
-            resolve_gguf(alias)
-        except ModelNotFound as exc:
-            pytest.skip(str(exc))
 
 
 start, stop = start_serve, stop_serve  # test_serve_package and test_serve_upstream use these names too
@@ -72,7 +62,7 @@ def _newlines(path: Path) -> int:
 
 @pytest.fixture(scope="module")
 def escalating(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    _models("smollm2-135m", "gemma3-270m")
+    require_models("smollm2-135m", "gemma3-270m")
     s = start(tmp_path_factory.mktemp("serve-a"), "smollm2-135m", "--fallback", "gemma3-270m", "--margin", "1.01",
               "--max-body-kb", "8")
     yield s
@@ -80,7 +70,7 @@ def escalating(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 
 
 def _keyed(root: Path) -> Served:
-    _models("smollm2-135m")
+    require_models("smollm2-135m")
     # A 4 KB log rotates every ~5 lines: the load test counts lines across the rotated files.
     return start(root, "smollm2-135m", "--api-key", KEY, "--rate-limit", "100000", "--log-max-mb", "0.004",
                  "--log-keep", "1000")

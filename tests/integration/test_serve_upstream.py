@@ -10,9 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from honed.backends.models import resolve_gguf
 from honed.data.logs import read_log
-from honed.errors import ModelNotFound
+from tests.conftest import require_models
 from tests.conftest import start_serve as start
 from tests.conftest import stop_serve as stop
 
@@ -22,16 +21,8 @@ LABELS = ("billing", "bug_report", "feature_request", "account_access", "shippin
 MESSAGE = "Please add a dark mode to the recipe viewer"
 
 
-def _models(*aliases: str) -> None:
-    for alias in aliases:
-        try:
-            resolve_gguf(alias)
-        except ModelNotFound as exc:
-            pytest.skip(str(exc))
-
-
 def test_fallback_to_an_openai_compatible_server(tmp_path: Path) -> None:
-    _models("smollm2-135m", "gemma3-270m")
+    require_models("smollm2-135m", "gemma3-270m")
     upstream = start(tmp_path / "upstream", "gemma3-270m", task=False)
     try:
         front = start(tmp_path / "front", "smollm2-135m", "--fallback",
