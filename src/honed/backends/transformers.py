@@ -235,7 +235,8 @@ class TransformersBackend(Backend):
                 else:
                     groups.setdefault(r.sampling, []).append(k)
             for members in groups.values():
-                members.sort(key=lambda k: len(self.render(requests[k])))
+                # similar lengths share a batch (less padding); the prompt is rendered once, in _batch
+                members.sort(key=lambda k: sum(len(m.content) for m in requests[k].messages))
                 for i in range(0, len(members), self.max_batch):
                     part = members[i:i + self.max_batch]
                     for k, resp in zip(part, self._batch([requests[k] for k in part]), strict=True):
