@@ -85,3 +85,29 @@ def test_collapse_alarm_counts_answers_not_outputs_outside_the_answer_space() ->
     assert not vp("NONE", 0.95).collapsed(0.9, data_top=0.6)  # the data itself is mostly one answer
     assert not vp("NONE", 0.85).collapsed(0.9, data_top=0.2)
     assert not vp(INVALID, 0.96).collapsed(0.9, data_top=0.2)  # not yet answering in the answer space
+
+
+def test_checkpoint_is_the_best_val_metric_with_near_ties_going_to_the_lower_val_loss() -> None:
+    """Banking77-NONE's measured val curve (72 items): the metric alone keeps step 78 and stops the run four passes
+    later while the val loss is still falling; a near-tie (0.943 vs 0.948, under one item's 1/72) goes to step 117's
+    lower loss, and a pass one item or more below the highest metric never wins on loss."""
+    from honed.train.session import beats
+    from honed.train.validate import ValPass
+
+    curve = [(13, 0.222, 3.369), (26, 0.516, 1.086), (39, 0.622, 0.428), (52, 0.741, 0.225), (65, 0.737, 0.197),
+             (78, 0.948, 0.126), (91, 0.822, 0.124), (104, 0.882, 0.102), (117, 0.943, 0.090), (130, 0.912, 0.090)]
+
+    def select(tie: float) -> list[int]:
+        best, top, chosen = None, None, []
+        for step, metric, loss in curve:
+            vp = ValPass(step=step, metric=metric, loss=loss, top_answer="x", top_share=0.1, general_loss=None,
+                         seconds=0.0, predictions=[])
+            if beats(vp, best, top, tie):
+                best = vp
+                chosen.append(step)
+            top = metric if top is None else max(top, metric)
+        return chosen
+
+    assert select(tie=1 / 72) == [13, 26, 39, 52, 65, 78, 117]  # 65: 0.737 vs 0.741, loss 0.197 < 0.225
+    assert select(tie=0.0) == [13, 26, 39, 52, 78]  # by the metric alone
+    assert select(tie=0.1) == [13, 26, 39, 52, 65, 78, 104, 117]  # 130: 0.912, loss no lower than 117's

@@ -54,6 +54,10 @@ class TuneConfig(BaseModel):
     """Validation passes without improvement before early stopping."""
     min_delta: float = 0.0
     """Improvement below this does not count."""
+    metric_tie: float | None = Field(default=None, ge=0)
+    """Val metrics this close to the highest one seen are a tie, broken by the lower val loss (the loss is read on
+    every val item's answer tokens, so it is the steadier signal of the two). Unset: one val item's worth
+    (1 / the items of a pass); 0 picks by the metric alone."""
     max_val_items: int = Field(default=64, gt=0)
     """Validation items generated per pass (the first N of the val split)."""
     seed: int = 0
