@@ -46,22 +46,40 @@ def test_linear_schedule_warms_up_then_decays_to_zero() -> None:
 
 
 def test_time_budget_sets_the_steps_from_the_measured_step_time() -> None:
-    plan = Plan(total=1000, warmup_ratio=0.1, budget_s=600)
+    plan = Plan(total=1000, warmup_ratio=0.1, budget_s=600, eval_every=10)
     # 3 steps done in 30 s at 10 s/step, a validation pass costs 20 s and runs every 10 steps:
     # each further step costs 10 + 2 = 12 s, one pass is kept for the end: (600 - 30 - 20) / 12 = 45 more
-    plan.fit_budget(3, 30.0, 10.0, 20.0, 10)
+    plan.fit_budget(3, 30.0, 10.0, 20.0)
     assert plan.total == 48 and plan.fixed and plan.warmup == 5
-    assert "→ 48 steps (cap 1000)" in plan.notes[0]
+    assert "→ 48 steps (cap 1000), a validation pass every 10" in plan.notes[0]
     # refit at step 20 after a validation pass got cheaper (5 s): 20 steps in 250 s, 10.5 s each from now on,
     # (600 - 250 - 5) / 10.5 = 32 more
-    plan.fit_budget(20, 250.0, 10.0, 5.0, 10)
+    plan.fit_budget(20, 250.0, 10.0, 5.0)
     assert plan.total == 52 and plan.cap == 1000
     # a machine that slowed down: never fewer steps than already done
-    plan.fit_budget(40, 590.0, 30.0, 5.0, 10)
+    plan.fit_budget(40, 590.0, 30.0, 5.0)
     assert plan.total == 40
-    capped = Plan(total=20, warmup_ratio=0.0, budget_s=600)
-    capped.fit_budget(3, 30.0, 10.0, 20.0, 10)
+    capped = Plan(total=20, warmup_ratio=0.0, budget_s=600, eval_every=10)
+    capped.fit_budget(3, 30.0, 10.0, 20.0)
     assert capped.total == 20  # the epochs / max_steps cap still holds
+
+
+def test_time_budget_spaces_costly_validation_passes_by_their_measured_cost() -> None:
+    # the extraction run: 1200 s, 6 s steps, a 92 s pass; one every 4 steps left 27 steps of learning
+    plan = Plan(total=66, warmup_ratio=0.1, budget_s=1200, eval_every=4, auto_eval=True)
+    plan.fit_budget(3, 20.0, 6.0, 92.0)
+    # 1088 s left: the steps reach their cap of 66 (378 s), the other 710 s buy 7 passes → one every 9 steps
+    assert (plan.total, plan.eval_every) == (66, 9)
+    assert "a validation pass every 9" in plan.notes[-1]
+    # no cap in reach: passes get a quarter of what is left, the steps the rest
+    plan = Plan(total=10_000, warmup_ratio=0.1, budget_s=1200, eval_every=4, auto_eval=True)
+    plan.fit_budget(3, 20.0, 6.0, 92.0)
+    # 1088 s: 2 passes (272 s / 92), (1088 - 184) / 6 = 150 more steps → 153, one pass every 75
+    assert (plan.total, plan.eval_every) == (153, 75)
+    # cheap passes never come closer than the spacing the plan was made with
+    plan = Plan(total=66, warmup_ratio=0.1, budget_s=1200, eval_every=4, auto_eval=True)
+    plan.fit_budget(3, 20.0, 6.0, 2.0)
+    assert (plan.total, plan.eval_every) == (66, 4)
 
 
 def test_durations() -> None:

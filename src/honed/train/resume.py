@@ -140,7 +140,8 @@ def resume_tune(run: Path, *, store: Store | None = None) -> dict[str, Any]:
     s.write_manifest()
     loop = s.state["loop"]
     plan = ResumedPlan(total=total - start, warmup_ratio=0.0, start=start, full_warmup=int(ck["plan"]["warmup"]),
-                       fixed=True, notes=[*ck["plan"]["notes"], f"resumed at step {start} of {total}"])
+                       fixed=True, notes=[*ck["plan"]["notes"], f"resumed at step {start} of {total}"],
+                       eval_every=int(loop["eval_every"]))
     s.plan = plan
     t0 = time.perf_counter()
     if s.state.get("stopped") or start >= total:  # killed after the last pass, before finish(): only finish

@@ -49,13 +49,15 @@ def tune(task: Task, config: TuneConfig, *, store: Store | None = None) -> dict[
     steps_per_epoch = math.ceil(len(rows) / (config.batch_size * config.grad_accum))
     # ~3 validation passes per epoch: a pass costs 3-4 steps of compute on a CPU, so 4 per epoch spent ~40% of a
     # time budget on watching instead of learning (measured on the demo task)
+    # with a time budget and no eval_every asked for, the plan spaces them by their measured cost (at least this)
     eval_every = config.eval_every or max(1, steps_per_epoch // 3)
     total = config.max_steps or max(1, math.ceil(s.settings["epochs"] * steps_per_epoch))
 
     t_start = time.perf_counter()
     base_pass(s)
     plan = Plan(total=total, warmup_ratio=config.warmup_ratio,
-                budget_s=(config.time_budget - (time.perf_counter() - t_start)) if config.time_budget else None)
+                budget_s=(config.time_budget - (time.perf_counter() - t_start)) if config.time_budget else None,
+                eval_every=eval_every, auto_eval=config.eval_every is None)
     s.plan = plan  # each validation pass now also writes last/, the checkpoint `honed tune --resume` reads
     s.state["loop"] = {"steps_per_epoch": steps_per_epoch, "eval_every": eval_every, "planned_steps": total,
                        "time_budget_s": config.time_budget}
@@ -72,14 +74,18 @@ def run_loop(s: Session, rows: list[Any], plan: Any, start: int = 0) -> Any:
     validation passes and curve points keep their step numbers, its data order is reshuffled from seed + start)."""
     from honed.train.loop import train_loop
 
-    config, eval_every = s.config, s.state["loop"]["eval_every"]
+    config = s.config
+
+    def every() -> int:  # the plan may respace the passes as it measures them; a checkpoint keeps the spacing
+        s.state["loop"]["eval_every"] = plan.eval_every
+        return plan.eval_every
     return train_loop(
         s.model, rows, batch_size=config.batch_size, grad_accum=config.grad_accum,
         learning_rate=s.settings["learning_rate"], weight_decay=config.weight_decay, schedule=config.lr_scheduler,
         plan=plan, seed=config.seed + start, neftune_alpha=config.neftune_alpha,
-        after_step=lambda step, last: after_step(s, start + step, last, eval_every),
+        after_step=lambda step, last: after_step(s, start + step, last, every()),
         on_loss=lambda step, loss, lr, epoch: log_train(s, start + step, loss, lr, epoch),
-        val_seconds=lambda: s.curves["val"][-1]["seconds"], eval_every=eval_every)
+        val_seconds=lambda: s.curves["val"][-1]["seconds"])
 
 
 __all__ = ["Collapse", "run_loop", "tune"]
