@@ -42,13 +42,13 @@ def _setup(task_dir: Path, n: int, model: str, prompt: str = "base") -> tuple[An
     from honed.task.spec import load_task
     from honed.train.dataset import encode, render_completion
     from honed.train.loading import load_base
-    from honed.train.session import template_info
+    from honed.task.chat import from_tokenizer
 
     task = load_task(task_dir, prompt=prompt)
     items = load_items(task, "train")[:n]
     loaded = load_base(model)
-    tpl = template_info(loaded.tokenizer, loaded.chat_template)
-    enc, _ = encode(task, items, loaded.tokenizer, tpl, max_length=1024)
+    tpl = from_tokenizer(loaded.tokenizer)
+    enc, _ = encode(task, items, tpl, max_length=1024)
     honed_rows = enc
     trl_rows = []
     for it in items:

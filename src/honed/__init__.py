@@ -29,12 +29,17 @@ _EXPORTS = {
     "export_run": "honed.export.export:export",  # `honed.export` is the package, as with evaluate_task
     "verify": "honed.export.verify",
     "VerifyResult": "honed.export.verify",
+    "plan": "honed.train.plan_task",
+    "TaskPlan": "honed.train.plan_task",
     "plan_training": "honed.train.plan",
     "plan_serving": "honed.train.plan",
     "tune": "honed.train.sft",
     "TuneConfig": "honed.train.config",
     "gate_run": "honed.gate.run:gate",  # `honed.gate` is the package, as with evaluate_task
     "GateResult": "honed.gate.run",
+    "GateDocument": "honed.gate.document",
+    "Manifest": "honed.export.package",
+    "ChatFormat": "honed.task.chat",
     "monitor_package": "honed.monitor.run:monitor",  # `honed.monitor` is the package, as with evaluate_task
     "MonitorReport": "honed.monitor.run",
     "serve_model": "honed.serve:serve",  # `honed.serve` is the package, as with evaluate_task

@@ -123,10 +123,11 @@ def test_plan_command_end_to_end(tmp_path: Path) -> None:
     items = load_items(task, "train")
     lengths, chat = token_lengths(task, items, "smollm2-135m")
     assert chat and len(lengths) == 20
-    # the prompt is counted exactly as evaluation renders and tokenizes it; the answer adds "<|im_end|>\n"
+    # the prompt is counted exactly as evaluation renders and tokenizes it; the answer adds "<|im_end|>", the
+    # terminator training learns (what the template writes after it is the next turn's)
     with LlamaCppBackend("smollm2-135m", n_ctx=512) as be:
         prompt_ids = be.tokenize(be.render(build_request(task, items[0], Sampling())))
-        answer_ids = be._llm.tokenize(f"{items[0].expected}<|im_end|>\n".encode(), add_bos=False, special=True)
+        answer_ids = be._llm.tokenize(f"{items[0].expected}<|im_end|>".encode(), add_bos=False, special=True)
     assert lengths[0][0] == len(prompt_ids)
     assert lengths[0][1] == len(answer_ids)
 

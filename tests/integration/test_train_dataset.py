@@ -4,12 +4,15 @@ template identity check."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from honed.task.data import Item, load_items
 from honed.task.spec import load_task
+from honed.task.chat import from_tokenizer, read_gguf
 from honed.train.dataset import TemplateMismatch, encode, middle_truncate, render_completion
-from honed.train.session import serving_check, template_info
+from honed.train.session import serving_check
 from tests.conftest import EXAMPLES
 
 pytestmark = pytest.mark.integration
@@ -17,22 +20,17 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def smol(tiny_model):
-    from llama_cpp import Llama
     from transformers import AutoTokenizer
 
-    gguf = tiny_model.gguf
     tok = AutoTokenizer.from_pretrained(tiny_model.hf)
-    vocab = Llama(model_path=str(gguf), vocab_only=True, verbose=False)
-    template = vocab.metadata["tokenizer.chat_template"]
-    vocab.close()
-    return tok, template_info(tok, template)
+    return tok, from_tokenizer(tok, read_gguf(tiny_model.gguf).chat_template)  # the GGUF's template, trained
 
 
 def test_completion_mask_covers_answer_and_terminator(smol) -> None:
     tok, tpl = smol
     task = load_task(EXAMPLES / "classify")
     items = load_items(task, "train")[:5]
-    encoded, report = encode(task, items, tok, tpl, max_length=512)
+    encoded, report = encode(task, items, tpl, max_length=512)
     assert report.kept == 5 and not report.skipped_long_completion
     for e, item in zip(encoded, items):
         learned = [t for t, m in zip(e.input_ids, e.completion_mask) if m]
@@ -49,14 +47,14 @@ def test_long_completion_skipped_never_cut_and_prompt_middle_truncated(smol) -> 
     items = load_items(task, "train")[:3]
     long_item = Item(id="long", inputs=items[0].inputs, expected="SEVERITY: LOW\nCOMPONENT: db\nSUMMARY: " +
                      "very " * 400 + "long.", line=0)
-    sizes = [len(e.input_ids) for e in encode(task, items, tok, tpl, 4096)[0]]
-    encoded, report = encode(task, items + [long_item], tok, tpl, max_length=max(sizes) - 10)
+    sizes = [len(e.input_ids) for e in encode(task, items, tpl, 4096)[0]]
+    encoded, report = encode(task, items + [long_item], tpl, max_length=max(sizes) - 10)
     assert report.skipped_long_completion == ["long"]
     assert all(e.id != "long" for e in encoded)
     assert report.prompt_truncated  # the longest ordinary example lost part of its prompt, not its answer
     for e in encoded:
         assert len(e.input_ids) <= max(sizes) - 10
-        full = encode(task, [i for i in items if i.id == e.id], tok, tpl, 4096)[0][0]
+        full = encode(task, [i for i in items if i.id == e.id], tpl, 4096)[0][0]
         assert e.input_ids[-e.n_completion:] == full.input_ids[-full.n_completion:]  # the completion is whole
     assert middle_truncate(list(range(10)), 6) == [0, 1, 6, 7, 8, 9]
 
@@ -65,10 +63,9 @@ def test_template_mismatch_refused(smol) -> None:
     tok, tpl = smol
     task = load_task(EXAMPLES / "classify")
     item = load_items(task, "train")[0]
-    serving_check(task, "smollm2-135m", item, tok, tpl)  # the real pair matches
-    wrong = type(tpl)(chat_template=tpl.chat_template.replace("<|im_start|>", "<|im_start|> "),
-                      bos_token=tpl.bos_token, eos_token=tpl.eos_token, eos_token_id=tpl.eos_token_id)
+    serving_check(task, "smollm2-135m", item, tpl)  # the real pair matches
+    wrong = replace(tpl, chat_template=tpl.chat_template.replace("<|im_start|>", "<|im_start|> "))
     with pytest.raises(TemplateMismatch, match="train/serve template mismatch"):
-        serving_check(task, "smollm2-135m", item, tok, wrong)
+        serving_check(task, "smollm2-135m", item, wrong)
     prompt, completion = render_completion(task, item.inputs, item.expected, tpl)
     assert completion == item.expected + "<|im_end|>"

@@ -7,7 +7,8 @@ import pytest
 
 from honed.task.data import load_items
 from honed.task.spec import load_task
-from honed.train.dataset import TemplateInfo, render_completion
+from honed.task.chat import ChatFormat
+from honed.train.dataset import render_completion
 from honed.train.dpo import build_pairs
 from tests.conftest import EXAMPLES
 
@@ -15,7 +16,7 @@ pytestmark = pytest.mark.unit
 
 CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
           "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
-TPL = TemplateInfo(chat_template=CHATML, bos_token="", eos_token="<|im_end|>", eos_token_id=2)
+TPL = ChatFormat(chat_template=CHATML, bos_token="", eos_token="<|im_end|>", eos_token_id=2)
 
 
 def _items():

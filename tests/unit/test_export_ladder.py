@@ -74,11 +74,16 @@ BOUND = {"adapter_sha256": "a" * 64, "test_items_sha256": "t" * 64}
 
 def _gate(run: Path, status: str) -> None:
     run.mkdir(exist_ok=True)
+    side = {"model": "m", "value": 0.45, "ci": [0.3, 0.6], "p95_ms": 10.0, "eval_run_dir": str(run / "eval")}
     (run / "gate.json").write_text(json.dumps({
-        "status": status, "threshold": 0.5, "primary_metric": "macro_f1", "limited": False, "n_items": 12,
-        "n_test": 12, **BOUND,
+        "status": status, "created": "2026-11-29T00:00:00+00:00", "run_id": "r", "task": "t", "task_dir": "t",
+        "primary_metric": "macro_f1", "split": "test", "n_items": 12, "n_test": 12, "limited": False, **BOUND,
+        "base": side, "tuned": {**side, "value": 0.4}, "relative_improvement": -0.11,
+        "relative_improvement_ci": [-0.3, 0.1], "difference": -0.05, "difference_ci": [-0.2, 0.1], "p_value": 0.6,
+        "min_relative_improvement": 0.1, "threshold": 0.5, "min_value": None,
+        "prompt": {"base": "base", "tuned": "base"}, "constrained": {"base": False, "tuned": False},
         "checks": [{"name": "improvement", "passed": status == "PASS", "detail": "tuned 0.40 vs base 0.45"},
-                   {"name": "collapse", "passed": True, "detail": "fine"}]}))
+                   {"name": "collapse", "passed": True, "detail": "fine"}], "vs_arm": None}))
 
 
 def test_missing_gate_refused_unless_forced(tmp_path: Path) -> None:

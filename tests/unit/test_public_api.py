@@ -19,8 +19,8 @@ def test_every_export_resolves(name: str) -> None:
 
 
 def test_stage_functions_are_exported() -> None:
-    for stage in ("load_task", "evaluate_task", "compare_runs", "run_arms", "quantize", "plan_training", "tune",
-                  "split_task", "open_backend"):
+    for stage in ("load_task", "evaluate_task", "compare_runs", "run_arms", "quantize", "plan", "plan_training",
+                  "tune", "gate_run", "export_run", "split_task", "open_backend"):
         assert stage in honed.__all__
 
 

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from honed.types import Constraint, ModelInfo, Request, Response
+
+if TYPE_CHECKING:
+    from honed.task.chat import ChatFormat
 
 
 class Backend(ABC):
@@ -26,6 +29,9 @@ class Backend(ABC):
     """Runs inside this process (one request at a time; peak memory is this process's RSS)."""
 
     info: ModelInfo
+    chat_format: ChatFormat | None = None
+    """The model's chat format where honed renders the prompt itself (in-process models); None where a server
+    applies its own template."""
 
     max_batch: ClassVar[int] = 1
     """How many requests one `generate` call answers together (an in-process model batches them)."""

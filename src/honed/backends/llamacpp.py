@@ -1,8 +1,7 @@
 """The embedded default: llama.cpp in-process through llama-cpp-python.
 
-honed renders the prompt itself with the chat template stored in the GGUF (through the one prompt builder,
-`honed.task.prompt.render_chat`), so the text the model sees is known, hashed and identical to what training
-renders. A GGUF without a chat template is a base model: it gets a plain completion prompt, and honed says so.
+honed renders the prompt itself with the GGUF's own chat format (`honed.task.chat.from_llama`, through the one
+prompt builder), so the text the model sees is known, hashed and identical to what training renders. A GGUF without a chat template is a base model: it gets a plain completion prompt, and honed says so.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ from typing import Any
 from honed.backends.base import Backend
 from honed.backends.models import file_sha256, resolve_gguf
 from honed.errors import MissingDependency
-from honed.task.prompt import PLAIN_STOP, render_chat, render_plain
+from honed.task.chat import ChatFormat, from_llama
 from honed.types import Constraint, ModelInfo, Request, Response
 
 GRAMMAR_CACHE_SIZE = 16
@@ -56,14 +55,13 @@ class LlamaCppBackend(Backend):
             n_gpu_layers=n_gpu_layers, verbose=False,
         )
         meta = self._llm.metadata
-        self._template = meta.get("tokenizer.chat_template")
-        self._bos = self._token_text(self._llm.token_bos())
-        self._eos = self._token_text(self._llm.token_eos())
-        use_chat = bool(self._template) if chat_template is None else chat_template
-        if use_chat and not self._template:
+        fmt = from_llama(self._llm, f"gguf {path.name}")
+        use_chat = fmt.is_chat if chat_template is None else chat_template
+        if use_chat and not fmt.is_chat:
             from honed.errors import UserError
 
             raise UserError(f"{path.name} has no chat template; it is a base model: drop the chat-template option")
+        self.chat_format: ChatFormat = fmt if use_chat else fmt.plain()
         # Compiled grammars, least recently used first: a server sees one schema per client request, so the cache
         # must forget (a grammar can be megabytes), and a task's own few constraints stay hot.
         self._grammars: OrderedDict[str, Any] = OrderedDict()
@@ -76,28 +74,20 @@ class LlamaCppBackend(Backend):
                 "file_type": meta.get("general.file_type"),
                 "n_params": self._llm.n_params() if hasattr(self._llm, "n_params") else None,
                 "n_ctx": n_ctx,
-                "prompt_format": "chat_template" if use_chat else "plain_completion",
+                "prompt_format": self.chat_format.prompt_format,
             },
         )
         if not use_chat:
             log.warning("%s has no chat template (a base model): using a plain completion prompt ending in "
                         "'Answer:'", path.name)
 
-    def _token_text(self, token: int) -> str:
-        if token < 0:
-            return ""
-        return self._llm._model.token_get_text(token)
-
     def render(self, request: Request) -> str:
         """The exact prompt text for a request."""
-        if self.info.chat_template:
-            return render_chat(request.messages, self._template, bos_token=self._bos, eos_token=self._eos)
-        return render_plain(request.messages)
+        return self.chat_format.render(request.messages)
 
     def tokenize(self, prompt: str) -> list[int]:
         """Prompt text → token ids, adding BOS only where the model wants one and the text lacks it."""
-        has_bos = bool(self._bos) and prompt.startswith(self._bos)
-        return self._llm.tokenize(prompt.encode("utf-8"), add_bos=not has_bos, special=True)
+        return self.chat_format.tokenize(prompt)
 
     def _grammar(self, constraint: Constraint | None) -> Any:
         if constraint is None:
@@ -120,7 +110,7 @@ class LlamaCppBackend(Backend):
         prompt = self.render(request)
         tokens = self.tokenize(prompt)
         s = request.sampling
-        stop = list(s.stop) + ([] if self.info.chat_template else list(PLAIN_STOP))
+        stop = list(s.stop) + list(self.chat_format.stops)
         t0 = time.perf_counter()
         ttft = None
         pieces: list[str] = []
@@ -162,7 +152,7 @@ class LlamaCppBackend(Backend):
         with self._lock:
             llm = self._llm
             prompt = self.tokenize(self.render(request))
-            end = [llm.token_eos()] if self.info.chat_template else llm.tokenize(b"\n", add_bos=False)[-1:]
+            end = [self.chat_format.eos_token_id] if self.chat_format.is_chat else llm.tokenize(b"\n", add_bos=False)[-1:]
             cached = 0
             for a, b in zip(llm.input_ids[: llm.n_tokens], prompt[:-1], strict=False):
                 if a != b:

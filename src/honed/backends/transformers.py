@@ -4,8 +4,8 @@ what `honed tune` trains, before it is merged and exported.
 `model` is an HF checkpoint folder, a .gguf file or a model alias. A GGUF is loaded through transformers' GGUF
 loader, dequantized: the same tokens as llama.cpp and, on SmolLM2, the same greedy answers (llama.cpp computes
 with quantized weights, so on other models an answer may differ where two tokens are nearly tied).
-The prompt is rendered by honed's one prompt builder with the tokenizer's chat template, exactly as
-`LlamaCppBackend` renders it from the GGUF.
+The prompt is rendered by honed's one prompt builder with the tokenizer's chat format
+(`honed.task.chat.from_tokenizer`), exactly as `LlamaCppBackend` renders it from the GGUF.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import hashlib
 import json
 import threading
 import time
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from typing import Any
 from honed.backends.base import Backend
 from honed.backends.models import file_sha256, resolve_gguf
 from honed.errors import MissingDependency, ModelNotFound
-from honed.task.prompt import PLAIN_STOP, render_chat, render_plain
+from honed.task.chat import ChatFormat, from_tokenizer
 from honed.types import Constraint, ModelInfo, Request, Response, Sampling
 
 # Tokens that end a turn in the common chat formats; llama.cpp treats them as end-of-generation too.
@@ -107,27 +108,23 @@ class TransformersBackend(Backend):
                 from peft import PeftModel
             except ImportError:
                 raise MissingDependency("peft", extra="train", why="loading an adapter") from None
-            # merged into the weights: the model export merges and converts, answering ~1.5x faster than
-            # PEFT's per-layer side path (an extraction val pass: 84 s of forward, 32 s of it in LoRA layers)
-            net = PeftModel.from_pretrained(net, str(adapter_dir)).merge_and_unload()
+            net = PeftModel.from_pretrained(net, str(adapter_dir))
         self._net = net.to(self.device).eval()
-        self._template = self._tok.chat_template
+        self.chat_format: ChatFormat = from_tokenizer(self._tok)
         self._eos_ids = self._end_ids()
         self._pad_id = self._tok.pad_token_id if self._tok.pad_token_id is not None else self._eos_ids[0]
-        self._enforcers: dict[str, Any] = {}  # JSON schema → its token enforcer (built once: seconds)
-        self._enforcer_data: Any = None  # the tokenizer's table for those enforcers, shared
         self._lock = threading.Lock()
         base_sha = file_sha256(folder / gguf) if gguf else checkpoint_sha256(folder)
         sha = base_sha if adapter_dir is None else hashlib.sha256(
             f"{base_sha}+adapter:{adapter_sha256(adapter_dir)}".encode()).hexdigest()
         self.info = ModelInfo(
             name=model, backend=self.name, path=str(folder / gguf) if gguf else str(folder), sha256=sha,
-            chat_template=bool(self._template),
+            chat_template=self.chat_format.is_chat,
             details={"source": "gguf" if gguf else "checkpoint", "base_sha256": base_sha,
                      "adapter": str(adapter_dir) if adapter_dir else None, "device": self.device,
                      "dtype": str(next(self._net.parameters()).dtype).removeprefix("torch."),
                      "architecture": getattr(net.config, "model_type", None),
-                     "prompt_format": "chat_template" if self._template else "plain_completion"},
+                     "prompt_format": self.chat_format.prompt_format},
         )
 
     def _end_ids(self) -> list[int]:
@@ -152,16 +149,11 @@ class TransformersBackend(Backend):
 
     def render(self, request: Request) -> str:
         """The exact prompt text for a request (the same as LlamaCppBackend renders for the same GGUF)."""
-        if self._template:
-            return render_chat(request.messages, self._template, bos_token=self._tok.bos_token or "",
-                               eos_token=self._tok.eos_token or "")
-        return render_plain(request.messages)
+        return self.chat_format.render(request.messages)
 
     def tokenize(self, prompt: str) -> list[int]:
-        """Prompt text → token ids; the tokenizer adds BOS only where the rendered text does not carry it."""
-        bos = self._tok.bos_token
-        has_bos = bool(bos) and prompt.startswith(bos)
-        return list(self._tok(prompt, add_special_tokens=not has_bos)["input_ids"])
+        """Prompt text → token ids; BOS only where the model wants one and the rendered text does not carry it."""
+        return self.chat_format.tokenize(prompt)
 
     def logits(self, token_ids: Sequence[int]) -> Any:
         """The model's next-token logits after every position of `token_ids`: a float tensor [len, vocab]."""
@@ -185,12 +177,7 @@ class TransformersBackend(Backend):
             return None
         if constraint.kind == "choice":
             return tuple(tuple(self._tok.encode(c, add_special_tokens=False)) for c in constraint.choices)
-        key = json.dumps(constraint.schema, sort_keys=True)
-        if key not in self._enforcers:
-            if self._enforcer_data is None:
-                self._enforcer_data = token_table(self._tok, self._eos_ids)
-            self._enforcers[key] = schema_enforcer(self._enforcer_data, constraint.schema or {})
-        return self._enforcers[key]
+        return schema_rule(self._tok, self._eos_ids, constraint.schema or {})
 
     def _batch(self, requests: Sequence[Request]) -> list[Response]:
         """Answer requests that share their sampling settings in one `generate` call (left-padded rows)."""
@@ -198,7 +185,7 @@ class TransformersBackend(Backend):
         prompts = [self.render(r) for r in requests]
         ids = [self.tokenize(p) for p in prompts]
         s = requests[0].sampling
-        stop = list(s.stop) + ([] if self._template else list(PLAIN_STOP))
+        stop = list(s.stop) + list(self.chat_format.stops)
         choices = [self._rule(r.constraint) for r in requests]
         clock = _FirstTokenClock()
         t0 = clock.t0 = time.perf_counter()
@@ -287,11 +274,8 @@ def token_table(tokenizer: Any, end_ids: Sequence[int]) -> Any:
             continue
         after_zero = tokenizer.decode([zero, idx])[1:]
         regular.append((idx, after_zero, len(after_zero) > len(tokenizer.decode([idx]))))
-    # bitmask tables: the allowed tokens come back as packed int32 words that `_AnswerSpace` expands with tensor
-    # ops; the id lists of the list mode cost ~3x more per generated token to turn into a mask (extraction, 16
-    # rows: 40 vs 100 ms per step, most of a validation pass's time outside the model)
     return TokenEnforcerTokenizerData(regular, lambda ids: tokenizer.decode(ids).rstrip("\ufffd"), list(end_ids),
-                                      True, len(tokenizer))
+                                      False, len(tokenizer))
 
 
 def schema_enforcer(table: Any, schema: dict[str, Any]) -> Any:
@@ -300,6 +284,25 @@ def schema_enforcer(table: Any, schema: dict[str, Any]) -> Any:
     from lmformatenforcer import JsonSchemaParser, TokenEnforcer
 
     return TokenEnforcer(table, JsonSchemaParser(schema))
+
+
+_SCHEMA_RULES: weakref.WeakKeyDictionary[Any, dict[tuple[int, ...], tuple[Any, dict[str, Any]]]] = \
+    weakref.WeakKeyDictionary()
+
+
+def schema_rule(tokenizer: Any, end_ids: Sequence[int], schema: dict[str, Any]) -> Any:
+    """`schema`'s token enforcer for `tokenizer`, ending on `end_ids`: the one cache of them. The tokenizer's table
+    (seconds) and each schema's enforcer are built once per tokenizer, and shared by the transformers backend and
+    training's validation passes; they go when the tokenizer goes."""
+    per_end = _SCHEMA_RULES.setdefault(tokenizer, {})
+    ends = tuple(end_ids)
+    if ends not in per_end:
+        per_end[ends] = (token_table(tokenizer, ends), {})
+    table, enforcers = per_end[ends]
+    key = json.dumps(schema, sort_keys=True)
+    if key not in enforcers:
+        enforcers[key] = schema_enforcer(table, schema)
+    return enforcers[key]
 
 
 def decode_batch(net: Any, prompts: Sequence[Sequence[int]], config: Any, *, pad_id: int, end_ids: Sequence[int],
@@ -355,25 +358,21 @@ class _AnswerSpace:
         import torch
 
         done = input_ids[:, self.prompt_len:].tolist()
-        width = scores.shape[-1]
         for b, options in enumerate(self.choices):
             if options is None:
                 continue
             prefix = tuple(done[b])
-            allow = torch.zeros(width, dtype=torch.bool, device=scores.device)
-            if not isinstance(options, tuple) and not any(t in self.end_ids for t in prefix):  # a schema enforcer
-                words = options.get_allowed_tokens(list(prefix)).allowed_tokens  # packed bits: `token_table`
-                bits = (words.unsqueeze(-1) >> torch.arange(32, dtype=words.dtype)) & 1
-                allow[:] = bits.flatten()[:width].to(device=scores.device, dtype=torch.bool)
-            elif not isinstance(options, tuple):  # the JSON document is complete: only the end may follow
-                allow[self.end_ids] = True
+            if not isinstance(options, tuple):  # a JSON-schema enforcer
+                ended = any(t in self.end_ids for t in prefix)
+                allowed = set(self.end_ids) if ended else set(options.get_allowed_tokens(list(prefix)).allowed_tokens)
             else:
                 n = len(prefix)
-                ids = {o[n] for o in options if len(o) > n and o[:n] == prefix and o[n] < width}
-                if not ids or prefix in options:
-                    ids.update(self.end_ids)
-                allow[list(ids)] = True
-            if not allow.any():
-                allow[self.end_ids] = True  # a dead end ends the answer
-            scores[b] = scores[b].masked_fill(~allow, float("-inf"))
+                allowed = {o[n] for o in options if len(o) > n and o[:n] == prefix}
+                if not allowed or prefix in options:
+                    allowed.update(self.end_ids)
+            width = scores.shape[-1]
+            allowed = {t for t in allowed if t < width} or set(self.end_ids)  # a dead end ends the answer
+            keep = torch.full_like(scores[b], float("-inf"))
+            keep[list(allowed)] = 0.0
+            scores[b] = scores[b] + keep
         return scores

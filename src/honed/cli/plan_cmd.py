@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -39,34 +38,13 @@ def plan_command(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the plan document here.")] = None,
 ) -> None:
     """Plan a fine-tune: memory (training and serving), LoRA vs QLoRA, rank, LR, epochs, max length — with reasons."""
-    from honed.errors import UserError
     from honed.store import write_json_atomic
-    from honed.task.data import load_items
-    from honed.task.spec import load_task
-    from honed.train.arch import read_arch
-    from honed.train.gpus import GpuSpec, find_gpu
-    from honed.train.plan import plan_serving, plan_training
-    from honed.train.tokens import token_lengths
+    from honed.train.plan_task import plan as plan_task
 
-    if method not in ("auto", "lora", "qlora"):
-        raise UserError(f"--method {method!r}: expected auto, lora or qlora")
-    t = load_task(task)
-    items = load_items(t, "train")
-    arch = read_arch(model)
-    device: Any = "cpu"
-    memory = int(memory_gb * 1e9) if memory_gb else None
-    if gpu and gpu != "cpu":
-        device = find_gpu(gpu, gpu_file)
-    elif memory_gb and gpu is None:
-        device = GpuSpec(name=f"gpu-{memory_gb:g}gb", memory_gb=memory_gb, description="a CUDA GPU")
-    if memory is None:  # a preset's memory, or this machine's RAM
-        memory = device.memory_bytes if device != "cpu" else os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    lengths, chat = token_lengths(t, items, model)
-    plan = plan_training(arch, token_lengths=lengths, device=device, method=method,  # type: ignore[arg-type]
-                         memory_bytes=memory, model_name=model)
-    n_ctx = ctx or max(256, -(-plan.max_length.value // 256) * 256)
-    serving = plan_serving(arch, [q.strip() for q in quants.split(",") if q.strip()], n_ctx=n_ctx,
-                           n_parallel=parallel, on_gpu=device != "cpu", memory_bytes=memory)
+    p = plan_task(task, model, gpu=gpu, memory_gb=memory_gb, method=method, ctx=ctx, parallel=parallel,
+                  quants=quants.split(","), gpu_file=gpu_file)
+    arch, device, memory, plan, chat = p.arch, p.device, p.memory_bytes, p.training, p.chat
+    n_ctx, serving = p.serving_ctx, p.serving
 
     where = "CPU" if device == "cpu" else f"{device.name} ({device.description})"
     out.print(f"[bold]{model}[/] · {arch.n_params:,} parameters · {arch.n_layers} layers, {arch.n_heads} heads "
@@ -108,9 +86,7 @@ def plan_command(
                       _gb(r.overhead), _gb(r.total), r.fit)
     out.print(serve)
     if json_out:
-        doc = {"model": model, "task": t.name, "plan": plan.to_dict(), "serving_ctx": n_ctx, "serving_parallel":
-               parallel, "serving": [{**r.__dict__, "total": r.total} for r in serving]}
-        write_json_atomic(json_out, doc)
+        write_json_atomic(json_out, p.to_dict())
         out.print(f"[dim]wrote {json_out}[/]", highlight=False)
 
 

@@ -16,9 +16,9 @@ from honed.display import Bar
 from honed.evaluate.scoring import ItemRecord, item_keywords, judge, score, timing_summary
 from honed.store import Store, canonical_json, request_key, sha256_text, write_json_atomic, write_text_atomic
 from honed.task.data import Item, items_hash, load_items
-from honed.task.prompt import build_request, decide_constrained
+from honed.task.prompt import build_request, decide_constrained, sampling_for
 from honed.task.spec import Task
-from honed.types import Request, Response, Sampling
+from honed.types import Request, Response
 
 
 @dataclass
@@ -30,15 +30,6 @@ class EvalResult:
     run_id: str | None = None
     run_dir: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def sampling_for(task: Task, repeat: int, max_tokens: int | None = None, temperature: float | None = None,
-                 think: bool | None = None) -> Sampling:
-    """The task's decoding settings for repeat `repeat` (seed + repeat), with optional overrides."""
-    g = task.spec.generation
-    return Sampling(max_tokens=max_tokens or task.max_tokens,
-                    temperature=g.temperature if temperature is None else temperature, top_p=g.top_p,
-                    seed=g.seed + repeat, think=g.think if think is None else think)
 
 
 def _version(module: str) -> str | None:
@@ -171,7 +162,8 @@ def evaluate(
     finally:
         bar.close()
 
-    records = [judge(task, item, r, *responses[j]) for j, (r, item, *_rest) in enumerate(jobs)]
+    records = [judge(task, item, r, *responses[j], constrained=req.constraint is not None)
+               for j, (r, item, req, *_rest) in enumerate(jobs)]
 
     keywords = [item_keywords(task, i.inputs) for i in items]
     scored = score(task, records, keywords, n_repeats=repeats)

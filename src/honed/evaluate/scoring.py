@@ -43,6 +43,8 @@ class ItemRecord:
     cached: bool
     valid_json: bool = True
     schema_valid: bool = True
+    constrained: bool = False
+    """Decoded under the task's answer-space constraint (a grammar or logits processor), not free."""
 
 
 def item_keywords(task: Task, inputs: dict[str, Any]) -> list[str]:
@@ -64,7 +66,8 @@ def is_correct(task: Task, expected: Any, answer: Any, cause: str | None, text: 
     return answer == expected
 
 
-def judge(task: Task, item: Item, repeat: int, resp: Response, cached: bool = False) -> ItemRecord:
+def judge(task: Task, item: Item, repeat: int, resp: Response, cached: bool = False,
+          constrained: bool = False) -> ItemRecord:
     """Parse one response and judge it: the single place where an answer becomes right, wrong or a failure."""
     parsed = parse_output(task, item.inputs, resp)
     correct = is_correct(task, item.expected, parsed.answer, parsed.cause, parsed.visible,
@@ -77,7 +80,7 @@ def judge(task: Task, item: Item, repeat: int, resp: Response, cached: bool = Fa
         # JSON was produced unless nothing parseable came out (a cut answer may still have parsed)
         valid_json=parsed.cause not in ("unparseable", "refused", "empty_after_thinking", "error")
         and not (parsed.cause == "cut_at_max_tokens" and parsed.answer is None),
-        schema_valid=parsed.cause is None)
+        schema_valid=parsed.cause is None, constrained=constrained)
 
 
 def _valid(r: ItemRecord) -> Any:

@@ -36,7 +36,8 @@ from honed.export.package import (
     write_anchors,
     write_manifest,
 )
-from honed.gate.run import GATE_FILE, read_tune_run
+from honed.gate.document import GATE_FILE, GateDocument, read_gate_document
+from honed.gate.run import read_tune_run
 from honed.store import write_json_atomic, write_text_atomic
 from honed.task.data import Item, items_hash, load_items
 from honed.task.spec import Task, load_task
@@ -49,17 +50,17 @@ def _safe(text: str) -> str:
     return _SAFE.sub("-", text).strip("-") or "model"
 
 
-def gate_binding_problems(gate: dict[str, Any], adapter_sha256: str, test_items_sha256: str) -> list[str]:
+def gate_binding_problems(gate: GateDocument, adapter_sha256: str, test_items_sha256: str) -> list[str]:
     """Why a gate.json is not a verdict on this run as it is now: a partial (`--limit`) gate, another adapter than
     best/, another test set than the task's locked one, or a gate that recorded none of these. Empty when bound."""
     problems = []
-    if gate.get("limited") is not False:
-        if gate.get("limited"):
-            problems.append(f"it ran on {gate.get('n_items')} of {gate.get('n_test')} test items (--limit)")
+    if gate.limited is not False:
+        if gate.limited:
+            problems.append(f"it ran on {gate.n_items} of {gate.n_test} test items (--limit)")
         else:
             problems.append("it does not say whether it ran on the whole test set (a gate from before honed "
                             "recorded it)")
-    gated_adapter, gated_test = gate.get("adapter_sha256"), gate.get("test_items_sha256")
+    gated_adapter, gated_test = gate.adapter_sha256, gate.test_items_sha256
     if not gated_adapter:
         problems.append("it records no adapter sha256")
     elif gated_adapter != adapter_sha256:
@@ -73,7 +74,7 @@ def gate_binding_problems(gate: dict[str, Any], adapter_sha256: str, test_items_
 
 
 def read_gate(run: Path, force: bool, *, adapter_sha256: str, test_items_sha256: str
-              ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+              ) -> tuple[GateDocument | None, dict[str, Any]]:
     """(gate.json or None, the manifest's `gate` entry). Refuses, unless forced, a missing or failed gate and a gate
     that is not about this run as it is now (`gate_binding_problems`: limited, another adapter or test set)."""
     path = run / GATE_FILE
@@ -82,14 +83,10 @@ def read_gate(run: Path, force: bool, *, adapter_sha256: str, test_items_sha256:
             raise UserError(f"{run}: no {GATE_FILE}: run `honed gate {run}` first (or export anyway with --force, "
                             "recorded in the package)")
         return None, {"status": None, "forced": True, "overrode": "no gate run"}
-    try:
-        gate = json.loads(path.read_text(encoding="utf-8"))
-        status = gate["status"]
-    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError, ValueError) as exc:
-        raise UserError(f"{path}: not a gate document ({exc}); re-run `honed gate {run}`") from None
-    failed = [c for c in gate.get("checks", []) if not c.get("passed")]
+    gate = read_gate_document(path)
+    status, failed = gate.status, gate.failed_checks
     if status != "PASS" and not force:
-        listing = "; ".join(f"{c.get('name')}: {c.get('detail', '')}" for c in failed) or "no check passed"
+        listing = "; ".join(f"{c.name}: {c.detail}" for c in failed) or "no check passed"
         raise UserError(f"{run}: the gate FAILED ({listing}); export refused — fix the fine-tune, or ship it anyway "
                         "with --force (recorded in the package manifest)")
     unbound = gate_binding_problems(gate, adapter_sha256, test_items_sha256)
@@ -97,7 +94,7 @@ def read_gate(run: Path, force: bool, *, adapter_sha256: str, test_items_sha256:
         raise UserError(f"{path}: not a verdict on this run as it is now ({'; '.join(unbound)}); re-run "
                         f"`honed gate {run}` (or export anyway with --force, recorded in the package)")
     # the whole gate.json (usage.md and benchmarks.md read its CIs and eval runs) plus the override, if any
-    entry = {**gate, "forced": status != "PASS" or bool(unbound), "failed_checks": [c.get("name") for c in failed]}
+    entry = {**gate.as_json(), "forced": status != "PASS" or bool(unbound), "failed_checks": [c.name for c in failed]}
     if status != "PASS":
         entry["overrode"] = status
     elif unbound:
@@ -196,13 +193,13 @@ def _link(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
-def _docs(root: Path, manifest: Manifest, task: Task, gate: dict[str, Any] | None, ladder: dict[str, Any],
+def _docs(root: Path, manifest: Manifest, task: Task, gate: GateDocument | None, ladder: dict[str, Any],
           ladder_md: str) -> list[str]:
     """usage.md and benchmarks.md; without a gate.json (a forced export) benchmarks.md has only the ladder."""
     notes = []
     usage = render_usage(root, manifest, task)
     if gate is not None:
-        bench = render_benchmarks(root, manifest, gate, ladder)
+        bench = render_benchmarks(root, manifest, gate.as_json(), ladder)
     else:
         notes.append("benchmarks.md has only the quant ladder (no gate.json: the export was forced)")
         bench = f"# Benchmarks: {manifest.task} {manifest.version}\n\nNo gate ran.\n\n## Quant ladder\n\n{ladder_md}"
@@ -263,12 +260,11 @@ def export(run: Path, *, out: Path | None = None, quants: list[str] | None = Non
     done = _stage(timings, "round_trip", say, "template round trip: training vs GGUF vs Modelfile")
     tokenizer = training_tokenizer(base_ref)
     tside, _tpl = training_side(task, anchors[0], tokenizer)
-    from honed.export.template import GgufVocab
+    from honed.task.chat import read_gguf
     from honed.train.tokens import token_lengths
 
-    vocab = GgufVocab(f16)
-    family_template, eos_text = vocab.template, vocab.eos
-    vocab.close()
+    f16_format = read_gguf(f16)
+    family_template, eos_text = f16_format.chat_template, f16_format.eos_token
     lengths, _ = token_lengths(task, test_items, str(f16))
     gen = task.spec.generation
     if user_mf is None:
@@ -284,7 +280,7 @@ def export(run: Path, *, out: Path | None = None, quants: list[str] | None = Non
     done()
 
     done = _stage(timings, "ladder", say, f"evaluating {len(rungs)} rungs on {len(test_items)} locked test items")
-    min_value = gate.get("threshold") if gate else None
+    min_value = gate.threshold if gate else None
     tol = task.spec.acceptance.max_quant_drop
     ladder, extras = lad.measure_ladder(task, rungs, merged.path, len(anchors), file_name=file_name, tolerance=tol,
                                         min_value=min_value, on_stage=say)

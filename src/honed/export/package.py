@@ -36,7 +36,7 @@ FORMAT_VERSION = 1
 class Rung(BaseModel):
     """One quantization of the exported model, re-evaluated on the locked test."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="forbid")
     quant: str
     file: str
     """Path of the GGUF, relative to the package root."""
@@ -47,14 +47,20 @@ class Rung(BaseModel):
 class Acceptance(BaseModel):
     """What the shipped model must keep doing: the gate's threshold on the primary metric."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="forbid")
     primary_metric: str
     min_value: float
     """The lowest value of the primary metric that still passes (base × (1 + min relative improvement))."""
+    max_quant_drop: float | None = None
+    """The ladder's tolerance: how far below F16 a rung may score."""
+    source: str | None = None
+    """Where `min_value` comes from (the gate's threshold, or the recommended rung's score minus the drop)."""
 
 
 class Manifest(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    """`manifest.json`: what the package holds and how each part was measured; read by `load_package` only."""
+
+    model_config = ConfigDict(extra="forbid")
     format_version: int = FORMAT_VERSION
     task: str
     kind: str
@@ -77,6 +83,24 @@ class Manifest(BaseModel):
     """Data and config hashes (train, val, test, tune config)."""
     files: dict[str, str] = {}
     """sha256 of every file in the package but the manifest."""
+    run_dir: str | None = None
+    """The tune run folder the package was exported from."""
+    created: str | None = None
+    """When export wrote the package (ISO 8601, UTC)."""
+    ladder: dict[str, Any] = {}
+    """The quant ladder's choice: {"recommended", "why", "tolerance", "merged": the merged model's eval}."""
+    round_trip: dict[str, Any] | None = None
+    """What the template round trip checked (`honed.export.template.round_trip`)."""
+    converter: dict[str, Any] | None = None
+    """How the F16 GGUF was made (the converter, its source and timings)."""
+    ollama_model: str | None = None
+    """The name `ollama create` gives the model."""
+    ollama: dict[str, Any] | None = None
+    """What `ollama create` did (or why it did not run)."""
+    notes: list[str] = []
+    """What a reader of the package should know (e.g. benchmarks.md has only the ladder)."""
+    stages: dict[str, float] = {}
+    """Seconds per export stage."""
 
 
 @dataclass(frozen=True)

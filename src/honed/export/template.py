@@ -5,10 +5,10 @@ The most reported failure of peers' exporters is gibberish or endless output aft
 prompt format or a stop token that differs between training and serving. For each anchor conversation
 (prompt + expected answer) honed builds three token sequences and requires them equal:
 
-1. **training** — `honed.train.dataset.render_completion` + `tokenize_text` with the base's transformers
-   tokenizer and chat template, the very code `honed tune` trained with;
-2. **GGUF** — the exported file's own `tokenizer.chat_template` (from its metadata), rendered by honed's prompt
-   builder and tokenized by llama.cpp (for F16 and every quantized rung);
+1. **training** — `honed.train.dataset.render_completion` and the chat format of the base's transformers
+   tokenizer (`honed.task.chat.from_tokenizer`), the very code `honed tune` trained with;
+2. **GGUF** — the exported file's own chat format (`honed.task.chat.from_llama`, from its metadata), rendered by
+   honed's prompt builder and tokenized by llama.cpp (for F16 and every quantized rung);
 3. **Modelfile** — the Modelfile's TEMPLATE (a Go template, `honed.export.gotemplate`) rendered as Ollama
    would, tokenized by llama.cpp with the GGUF's own BOS rule.
 
@@ -28,10 +28,11 @@ from typing import Any
 from honed.errors import UserError
 from honed.export import gotemplate
 from honed.export.modelfile import Modelfile
+from honed.task.chat import ChatFormat, from_llama, from_tokenizer, gguf_vocab
 from honed.task.data import Item
 from honed.task.prompt import build_messages
 from honed.task.spec import Task
-from honed.train.dataset import TemplateInfo, render_completion, tokenize_text
+from honed.train.dataset import render_completion
 
 
 class TemplateRoundTripError(UserError):
@@ -69,13 +70,10 @@ def training_tokenizer(base: str) -> Any:
     return AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
 
 
-def training_side(task: Task, item: Item, tokenizer: Any) -> tuple[Side, TemplateInfo]:
-    from honed.train.session import template_info
-
-    tpl = template_info(tokenizer, tokenizer.chat_template)
+def training_side(task: Task, item: Item, tokenizer: Any) -> tuple[Side, ChatFormat]:
+    tpl = from_tokenizer(tokenizer)
     prompt, completion = render_completion(task, item.inputs, _expected(item), tpl)
-    return Side("training", prompt, completion, tokenize_text(tokenizer, prompt, tpl),
-                tokenizer(completion, add_special_tokens=False)["input_ids"]), tpl
+    return Side("training", prompt, completion, tpl.tokenize(prompt), tpl.encode_text(completion)), tpl
 
 
 def _expected(item: Item) -> Any:
@@ -87,17 +85,15 @@ class GgufVocab:
 
     def __init__(self, path: Path) -> None:
         import llama_cpp
-        from llama_cpp._utils import suppress_stdout_stderr
 
         self.path = path
         self._lib = llama_cpp
-        with suppress_stdout_stderr(disable=False):
-            self.llm = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
-        model = self.llm._model
-        self.template: str | None = self.llm.metadata.get("tokenizer.chat_template")
-        self.bos_id, self.eos_id, self.eot_id = model.token_bos(), model.token_eos(), model.token_eot()
-        self.bos = self.text_of(self.bos_id)
-        self.eos = self.text_of(self.eos_id)
+        self._open = gguf_vocab(path, why="the template round trip")
+        self.llm = self._open.__enter__()
+        self.format = from_llama(self.llm, f"gguf {path.name}")
+        self.template = self.format.chat_template
+        self.eos_id, self.eot_id = self.format.eos_token_id, self.llm._model.token_eot()
+        self.eos = self.format.eos_token
 
     def text_of(self, token: int) -> str:
         return self.llm._model.token_get_text(token) if token >= 0 else ""
@@ -112,18 +108,14 @@ class GgufVocab:
     def detokenize(self, ids: list[int]) -> str:
         return self.llm.detokenize(ids, special=True).decode("utf-8", errors="replace")
 
-    def info(self) -> TemplateInfo:
-        return TemplateInfo(self.template, self.bos, self.eos, self.eos_id)
-
     def close(self) -> None:
-        self.llm.close()
+        self._open.__exit__(None, None, None)
 
 
 def gguf_side(task: Task, item: Item, vocab: GgufVocab) -> Side:
-    prompt, completion = render_completion(task, item.inputs, _expected(item), vocab.info())
-    has_bos = bool(vocab.bos) and prompt.startswith(vocab.bos)
-    return Side(f"GGUF {vocab.path.name}", prompt, completion, vocab.tokenize(prompt, add_bos=not has_bos),
-                vocab.tokenize(completion, add_bos=False))
+    fmt = vocab.format
+    prompt, completion = render_completion(task, item.inputs, _expected(item), fmt)
+    return Side(f"GGUF {vocab.path.name}", prompt, completion, fmt.tokenize(prompt), fmt.encode_text(completion))
 
 
 def modelfile_side(task: Task, item: Item, mf: Modelfile, vocab: GgufVocab, terminator: str) -> Side:
@@ -151,7 +143,9 @@ def modelfile_side(task: Task, item: Item, mf: Modelfile, vocab: GgufVocab, term
 
 def _diff(item: Item, a: Side, b: Side, vocab: GgufVocab) -> str | None:
     """None when equal; else the first differing token and both texts around it."""
-    if a.ids == b.ids and a.text == b.text:
+    # the BOS a template writes as text (Llama 3, Mistral) is the BOS token llama.cpp and Ollama add: the ids agree
+    lead = vocab.text_of(a.ids[0]) if a.ids else ""
+    if a.ids == b.ids and a.text.removeprefix(lead) == b.text.removeprefix(lead):
         return None
     ai, bi = a.ids, b.ids
     n = next((i for i, (x, y) in enumerate(zip(ai, bi)) if x != y), min(len(ai), len(bi)))

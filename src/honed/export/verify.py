@@ -188,10 +188,9 @@ def _check_task(pkg: Package, result: VerifyResult) -> Any:
 
 def _run_anchors(pkg: Package, task: Any, gguf: Path, backend: str, result: VerifyResult) -> None:
     from honed.backends import open_backend
-    from honed.evaluate.runner import sampling_for
     from honed.evaluate.scoring import judge
     from honed.task.data import Item
-    from honed.task.prompt import build_request
+    from honed.task.prompt import build_request, sampling_for
 
     try:
         anchors = pkg.anchors()

@@ -19,7 +19,7 @@ from typing import Any
 
 from honed.errors import DataError
 from honed.jsonl import json_object
-from honed.types import Message, Request, Sampling
+from honed.types import Message
 
 CHECK_FILE = "resources/general_check.jsonl"
 
@@ -51,20 +51,17 @@ def load_general_check() -> list[GeneralPrompt]:
 def reference_nll(backend: Any, prompts: list[GeneralPrompt]) -> dict[str, Any]:
     """Mean per-token NLL (nats) of each reference answer under `backend`'s model (a TransformersBackend).
 
-    The prompt is rendered by the backend as it would be served; the completion is the reference plus the
-    tokenizer's end-of-sequence token (the end-of-turn marker in chat templates), exactly how tune's general
-    loss encodes it. Plain-completion models (no chat template) get " " + reference, as in training.
+    Prompt and completion are the model's chat format's turn (`ChatFormat.render_turn`): the prompt as it would
+    be served, the reference and its end-of-turn token as tune's general loss encodes it.
     """
     import torch
 
-    tok = backend.tokenizer
-    chat = bool(backend.info.chat_template)
+    fmt = backend.chat_format
     total, count, per_prompt = 0.0, 0, []
     for p in prompts:
-        prompt_text = backend.render(Request(messages=(Message("user", p.prompt),), sampling=Sampling()))
-        prompt_ids = backend.tokenize(prompt_text)
-        completion = (p.reference if chat else " " + p.reference) + (tok.eos_token or "")
-        completion_ids = list(tok(completion, add_special_tokens=False)["input_ids"])
+        prompt_text, completion = fmt.render_turn((Message("user", p.prompt),), p.reference)
+        prompt_ids = fmt.tokenize(prompt_text)
+        completion_ids = fmt.encode_text(completion)
         logits = backend.logits(prompt_ids + completion_ids)  # [len, vocab]: row i predicts token i + 1
         logp = torch.log_softmax(logits[len(prompt_ids) - 1: -1], dim=-1)
         nll = -logp.gather(1, torch.tensor(completion_ids).unsqueeze(1)).squeeze(1)

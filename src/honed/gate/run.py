@@ -22,33 +22,38 @@ from honed.evaluate.scoring import ItemRecord, item_keywords, metric_on
 from honed.gate import cache, checks
 from honed.gate.arm import compare_arm, load_arm
 from honed.gate.cache import Side
+from honed.gate.document import GATE_FILE, GateDocument
 from honed.gate.forgetting import load_general_check, reference_nll
 from honed.store import Store, write_json_atomic
 from honed.task.data import Item, items_hash
 from honed.task.spec import Task
 
-GATE_FILE = "gate.json"
 BACKEND = "transformers"
 
 
 @dataclass
 class GateResult:
-    """The gate.json document and where it was written."""
+    """The verdict (`document`, typed) and the gate.json it was written to."""
 
-    doc: dict[str, Any]
+    document: GateDocument
     path: Path
 
     @property
+    def doc(self) -> dict[str, Any]:
+        """gate.json's JSON object."""
+        return self.document.as_json()
+
+    @property
     def status(self) -> str:
-        return str(self.doc["status"])
+        return self.document.status
 
     @property
     def passed(self) -> bool:
-        return self.status == "PASS"
+        return self.document.passed
 
     @property
     def failed_checks(self) -> list[dict[str, Any]]:
-        return [c for c in self.doc["checks"] if not c["passed"]]
+        return [c.model_dump(exclude_unset=True) for c in self.document.failed_checks]
 
 
 def read_tune_run(run: Path) -> tuple[dict[str, Any], Task, Path]:
@@ -229,6 +234,7 @@ def gate(run: Path, *, vs: Path | None = None, limit: int | None = None, store: 
         "checks": gate_checks,
         "vs_arm": vs_arm,
     }
+    document = GateDocument.model_validate(doc)  # the writer checks its own document: a missing key fails here
     path = run / GATE_FILE
-    write_json_atomic(path, doc)
-    return GateResult(doc, path)
+    write_json_atomic(path, document.as_json())
+    return GateResult(document, path)

@@ -10,11 +10,10 @@ from pathlib import Path
 
 from honed.backends import Backend, open_backend
 from honed.errors import BackendUnavailable, UserError
-from honed.evaluate.runner import sampling_for
 from honed.evaluate.scoring import ItemRecord, judge
 from honed.export.package import MANIFEST, Package, load_package
 from honed.task.data import Item
-from honed.task.prompt import build_request
+from honed.task.prompt import build_request, sampling_for
 from honed.task.spec import Task
 
 

@@ -121,19 +121,12 @@ def token_means(records: list[LogRecord], prompts: list[str], gguf: Path | None)
                 "signals.prompt_tokens / signals.completion_tokens of the log")
     if gguf is None:
         raise UserError("the log has no token counts and no tokenizer is at hand")
-    try:
-        import llama_cpp
-    except ImportError:
-        from honed.errors import MissingDependency
+    from honed.task.chat import gguf_vocab
 
-        raise MissingDependency("llama-cpp-python", extra="llamacpp", why="counting the log's tokens") from None
-    llm = llama_cpp.Llama(model_path=str(gguf), vocab_only=True, verbose=False)
-    try:
+    with gguf_vocab(gguf, why="counting the log's tokens") as llm:
         def count(text: str) -> int:
             return len(llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
         p_tok = sum(count(p) for p in prompts) / len(prompts)
         c_tok = sum(count(r.output) for r in records) / len(records)
-    finally:
-        llm.close()
     return p_tok, c_tok, f"prompt messages and logged outputs tokenized with {gguf.name}'s tokenizer"

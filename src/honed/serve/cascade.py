@@ -25,10 +25,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from honed.evaluate.output import parse_output
-from honed.evaluate.runner import sampling_for
 from honed.serve.config import ServeConfig
 from honed.serve.layers import Layer
-from honed.task.prompt import build_constraint, build_messages, decide_constrained
+from honed.task.prompt import build_constraint, build_request, sampling_for
 from honed.task.spec import Task
 from honed.types import Request, Response, Sampling
 
@@ -108,16 +107,12 @@ def _consistency(layer: Layer, task: Task, inputs: dict[str, Any], request: Requ
 def attempt(layer: Layer, task: Task, inputs: dict[str, Any], cfg: ServeConfig, judge: bool = True) -> Attempt:
     """One layer's answer, validity and, when `judge`, its confidence (runs in the layer's worker thread)."""
     t0 = time.perf_counter()
-    sampling = sampling_for(task, 0)
     # a layer whose backend cannot constrain (an upstream API) answers free, and its signals say so
-    constraint = build_constraint(task, inputs) if decide_constrained(task, cfg.constrained) else None
-    if not layer.backend.honours(constraint):
-        constraint = None
-    request = Request(build_messages(task, inputs), sampling, constraint)
+    request = build_request(task, inputs, sampling_for(task, 0), cfg.constrained, layer.backend, unhonoured="free")
     response = layer.backend.generate([request])[0]
     parsed = parse_output(task, inputs, response)
     valid = parsed.cause is None
-    signals: dict[str, Signal] = {"constrained": constraint is not None}
+    signals: dict[str, Signal] = {"constrained": request.constraint is not None}
     reason = None if valid else f"invalid:{parsed.cause}"
     if valid and judge:
         choices = answer_space(task, inputs)

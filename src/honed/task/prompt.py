@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -123,21 +123,36 @@ def decide_constrained(task: Task, requested: bool | None = None) -> bool:
     return bool(want) and task.kind != "generate"
 
 
-def build_request(task: Task, item: Item, sampling: Sampling, constrained: bool | None = None,
-                  backend: Backend | None = None) -> Request:
-    """Everything a backend needs for one item: the one entry point of eval, gate, tune, verify and monitor.
+def sampling_for(task: Task, repeat: int, max_tokens: int | None = None, temperature: float | None = None,
+                 think: bool | None = None) -> Sampling:
+    """The task's decoding settings for repeat `repeat` (seed + repeat), with optional overrides."""
+    g = task.spec.generation
+    return Sampling(max_tokens=max_tokens or task.max_tokens,
+                    temperature=g.temperature if temperature is None else temperature, top_p=g.top_p,
+                    seed=g.seed + repeat, think=g.think if think is None else think)
+
+
+def build_request(task: Task, item: Item | dict[str, Any], sampling: Sampling, constrained: bool | None = None,
+                  backend: Backend | None = None, *, unhonoured: Literal["refuse", "free"] = "refuse") -> Request:
+    """Everything a backend needs for one item (or one item's input fields): the one entry point of eval, gate,
+    tune, verify, monitor and serve.
 
     With `backend`, a constraint the backend cannot honour is refused here, before any answer is asked: a run
-    that says "constrained" and decodes free would compare unlike with like.
+    that says "constrained" and decodes free would compare unlike with like. Serve's cascade passes
+    `unhonoured="free"`: a layer that cannot constrain (an upstream API) answers free, and its signals say so.
     """
-    constraint = build_constraint(task, item.inputs) if decide_constrained(task, constrained) else None
+    inputs = item if isinstance(item, dict) else item.inputs
+    constraint = build_constraint(task, inputs) if decide_constrained(task, constrained) else None
     if backend is not None and not backend.honours(constraint):
         assert constraint is not None
-        raise TaskError(f"{task.source}: the {backend.name} backend cannot constrain decoding to "
-                        f"{'a JSON schema' if constraint.kind == 'json_schema' else 'a list of choices'}; "
-                        "evaluate with --free (or [generation] constrained = false), or with the llamacpp backend "
-                        "on a GGUF of the model")
-    return Request(messages=build_messages(task, item.inputs), sampling=sampling, constraint=constraint)
+        if unhonoured == "free":
+            constraint = None
+        else:
+            raise TaskError(f"{task.source}: the {backend.name} backend cannot constrain decoding to "
+                            f"{'a JSON schema' if constraint.kind == 'json_schema' else 'a list of choices'}; "
+                            "evaluate with --free (or [generation] constrained = false), or with the llamacpp "
+                            "backend on a GGUF of the model")
+    return Request(messages=build_messages(task, inputs), sampling=sampling, constraint=constraint)
 
 
 def render_chat(

@@ -15,15 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from honed.errors import UserError
+from honed.task.chat import ChatFormat, TemplateMismatch
 from honed.task.data import Item
-from honed.task.prompt import build_answer, build_messages, render_chat, render_plain
+from honed.task.prompt import build_answer, build_messages
 from honed.task.spec import Task
-from honed.types import Message
-
-
-class TemplateMismatch(UserError):
-    """The training tokens of a prompt differ from the tokens the served model would see."""
 
 
 @dataclass
@@ -49,56 +44,15 @@ class EncodeReport:
                 "prompt_truncated": self.prompt_truncated}
 
 
-@dataclass
-class TemplateInfo:
-    """How prompts are rendered for one model: its chat template (None: plain completion) and special tokens."""
-
-    chat_template: str | None
-    bos_token: str
-    eos_token: str
-    eos_token_id: int
+def render_prompt(task: Task, inputs: dict[str, Any], fmt: ChatFormat) -> str:
+    """The exact text a served model sees for these inputs (every backend renders the same)."""
+    return fmt.render(build_messages(task, inputs))
 
 
-def render_prompt(task: Task, inputs: dict[str, Any], tpl: TemplateInfo) -> str:
-    """The exact text a served model sees for these inputs (the llama.cpp backend renders the same)."""
-    messages = build_messages(task, inputs)
-    if tpl.chat_template:
-        return render_chat(messages, tpl.chat_template, bos_token=tpl.bos_token, eos_token=tpl.eos_token)
-    return render_plain(messages)
-
-
-def render_completion(task: Task, inputs: dict[str, Any], expected: Any, tpl: TemplateInfo) -> tuple[str, str]:
+def render_completion(task: Task, inputs: dict[str, Any], expected: Any, fmt: ChatFormat) -> tuple[str, str]:
     """(prompt, completion): the completion is what the template writes after the prompt for the answer,
     up to and including the turn terminator."""
-    prompt = render_prompt(task, inputs, tpl)
-    answer = build_answer(task, expected)
-    if not tpl.chat_template:
-        return prompt, " " + answer + tpl.eos_token
-    messages = build_messages(task, inputs) + (Message("assistant", answer),)
-    full = render_chat(messages, tpl.chat_template, bos_token=tpl.bos_token, eos_token=tpl.eos_token,
-                       add_generation_prompt=False)
-    if not full.startswith(prompt):
-        raise TemplateMismatch("the chat template renders the conversation differently with and without the "
-                               "answer (the prompt is not a prefix of the training text); honed cannot train "
-                               "this template faithfully")
-    completion = full[len(prompt):]
-    cut = completion.find(tpl.eos_token) if tpl.eos_token else -1
-    if cut >= 0:
-        completion = completion[: cut + len(tpl.eos_token)]  # drop what follows the terminator (a newline)
-    else:
-        completion += tpl.eos_token  # a template that does not close the turn: teach the EOS explicitly
-    return prompt, completion
-
-
-def tokenize_text(tokenizer: Any, text: str, tpl: TemplateInfo) -> list[int]:
-    """Token ids of a prompt, with BOS added exactly when the serving side adds it (when the text lacks it)."""
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    bos_id = tokenizer.bos_token_id
-    # does this tokenizer add BOS on its own? (SmolLM2's does not; Gemma's does) — ask it rather than guess
-    wants_bos = bos_id is not None and tokenizer("a", add_special_tokens=True)["input_ids"][:1] == [bos_id]
-    if wants_bos and not (tpl.bos_token and text.startswith(tpl.bos_token)):
-        ids = [bos_id] + ids
-    return ids
+    return fmt.render_turn(build_messages(task, inputs), build_answer(task, expected))
 
 
 def middle_truncate(ids: list[int], budget: int) -> list[int]:
@@ -109,18 +63,17 @@ def middle_truncate(ids: list[int], budget: int) -> list[int]:
     return ids[:head] + ids[len(ids) - (budget - head):]
 
 
-def encode(task: Task, items: list[Item], tokenizer: Any, tpl: TemplateInfo, max_length: int
-           ) -> tuple[list[Encoded], EncodeReport]:
+def encode(task: Task, items: list[Item], fmt: ChatFormat, max_length: int) -> tuple[list[Encoded], EncodeReport]:
     """Items → token ids with a completion mask. Over-long completions are skipped, never cut."""
     report = EncodeReport(max_length=max_length)
     out: list[Encoded] = []
     for item in items:
-        prompt, completion = render_completion(task, item.inputs, item.expected, tpl)
-        p_ids = tokenize_text(tokenizer, prompt, tpl)
-        c_ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
-        if c_ids[-1] != tpl.eos_token_id:
+        prompt, completion = render_completion(task, item.inputs, item.expected, fmt)
+        p_ids = fmt.tokenize(prompt)
+        c_ids = fmt.encode_text(completion)
+        if c_ids[-1] != fmt.eos_token_id:
             raise TemplateMismatch(f"item {item.id}: the completion does not end with the terminator token "
-                                   f"{tpl.eos_token!r} (id {tpl.eos_token_id}) but with id {c_ids[-1]}")
+                                   f"{fmt.eos_token!r} (id {fmt.eos_token_id}) but with id {c_ids[-1]}")
         if len(c_ids) >= max_length - 8:
             report.skipped_long_completion.append(item.id)
             continue
@@ -134,15 +87,15 @@ def encode(task: Task, items: list[Item], tokenizer: Any, tpl: TemplateInfo, max
     return out, report
 
 
-def check_serving_identity(task: Task, item: Item, tokenizer: Any, tpl: TemplateInfo,
-                           serving_tokens: list[int], serving_prompt: str) -> None:
+def check_serving_identity(task: Task, item: Item, fmt: ChatFormat, serving_tokens: list[int],
+                           serving_prompt: str) -> None:
     """Refuse to train when the training prefix differs from what the served model will see.
 
     `serving_prompt`/`serving_tokens` come from the serving side (llama.cpp with the GGUF's own template and
     tokenizer); the training side renders with the template and tokenizer it will train with.
     """
-    train_prompt = render_prompt(task, item.inputs, tpl)
-    train_tokens = tokenize_text(tokenizer, train_prompt, tpl)
+    train_prompt = render_prompt(task, item.inputs, fmt)
+    train_tokens = fmt.tokenize(train_prompt)
     if train_prompt != serving_prompt or train_tokens != serving_tokens:
         n = next((i for i, (a, b) in enumerate(zip(train_tokens, serving_tokens)) if a != b),
                  min(len(train_tokens), len(serving_tokens)))

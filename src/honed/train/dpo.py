@@ -23,11 +23,12 @@ from typing import Any
 
 from honed.errors import MissingDependency, UserError
 from honed.store import Store, write_json_atomic
+from honed.task.chat import ChatFormat
 from honed.task.data import Item
 from honed.task.prompt import build_constraint
 from honed.task.spec import Task
 from honed.train.config import TuneConfig
-from honed.train.dataset import TemplateInfo, middle_truncate, render_completion, tokenize_text
+from honed.train.dataset import middle_truncate, render_completion
 from honed.train.session import base_pass, finish, guardrails, prepare, train_with_guardrails
 from honed.types import Response
 
@@ -49,7 +50,7 @@ def _other_answers(task: Task, item: Item) -> list[str]:
     return [c for c in choices if c != str(item.expected)]
 
 
-def build_pairs(task: Task, items: list[Item], answers: list[tuple[str, str]], tpl: TemplateInfo, *,
+def build_pairs(task: Task, items: list[Item], answers: list[tuple[str, str]], tpl: ChatFormat, *,
                 hard_negatives: bool = True, seed: int = 0) -> list[Pair]:
     """Preference pairs from the model's greedy answers `(text, finish_reason)` to `items` (pure)."""
     from honed.evaluate.scoring import judge
@@ -81,15 +82,14 @@ def build_pairs(task: Task, items: list[Item], answers: list[tuple[str, str]], t
     return pairs
 
 
-def encode_pairs(pairs: list[Pair], tokenizer: Any, tpl: TemplateInfo, max_length: int
-                 ) -> tuple[list[dict[str, list[int]]], list[str]]:
+def encode_pairs(pairs: list[Pair], fmt: ChatFormat, max_length: int) -> tuple[list[dict[str, list[int]]], list[str]]:
     """Token ids per pair; a pair whose longer side does not fit is skipped (never cut), a long prompt loses
     its middle like in SFT."""
     rows, skipped = [], []
     for p in pairs:
-        p_ids = tokenize_text(tokenizer, p.prompt, tpl)
-        c_ids = tokenizer(p.chosen, add_special_tokens=False)["input_ids"]
-        r_ids = tokenizer(p.rejected, add_special_tokens=False)["input_ids"]
+        p_ids = fmt.tokenize(p.prompt)
+        c_ids = fmt.encode_text(p.chosen)
+        r_ids = fmt.encode_text(p.rejected)
         longest = max(len(c_ids), len(r_ids))
         if longest >= max_length - 8:
             skipped.append(p.id)
@@ -109,13 +109,12 @@ def tune_dpo(task: Task, config: TuneConfig, *, store: Store | None = None) -> d
     from honed.train.validate import generate_texts
 
     s = prepare(task, config, store)
-    prompts = [tokenize_text(s.tokenizer, render_completion(task, i.inputs, i.expected, s.tpl)[0], s.tpl)
-               for i in s.train_items]
+    prompts = [s.tpl.tokenize(render_completion(task, i.inputs, i.expected, s.tpl)[0]) for i in s.train_items]
     # the adapter starts at B = 0, so these are the base model's own answers
     answers = generate_texts(s.model, s.tokenizer, prompts, task.max_tokens, s.tpl.eos_token_id)
     pairs = build_pairs(task, s.train_items, answers, s.tpl, hard_negatives=config.dpo_hard_negatives,
                         seed=config.seed)
-    rows, skipped = encode_pairs(pairs, s.tokenizer, s.tpl, s.settings["max_length"])
+    rows, skipped = encode_pairs(pairs, s.tpl, s.settings["max_length"])
     if not rows:
         raise UserError(f"{task.source}: no preference pair could be built from {len(s.train_items)} train items "
                         "(the model answers them all correctly and the task has no closed answer space for hard "

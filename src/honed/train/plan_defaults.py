@@ -12,10 +12,11 @@ import math
 from typing import Any
 
 from honed.errors import UserError
+from honed.task.chat import ChatFormat
 from honed.task.data import Item
 from honed.task.spec import Task
 from honed.train.config import TuneConfig
-from honed.train.dataset import TemplateInfo, encode
+from honed.train.dataset import encode
 
 ALL_PROJ = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -34,8 +35,8 @@ def lora_params(model: Any, targets: list[str], rank: int) -> int:
     return total
 
 
-def resolve_settings(task: Task, config: TuneConfig, loaded: Any, train_items: list[Item], tokenizer: Any,
-                     tpl: TemplateInfo) -> tuple[dict[str, Any], dict[str, str], list[str]]:
+def resolve_settings(task: Task, config: TuneConfig, loaded: Any, train_items: list[Item], fmt: ChatFormat
+                     ) -> tuple[dict[str, Any], dict[str, str], list[str]]:
     model = loaded.model
     n_params = model.num_parameters()
     n = len(train_items)
@@ -48,7 +49,7 @@ def resolve_settings(task: Task, config: TuneConfig, loaded: Any, train_items: l
     except ImportError:
         pass
 
-    probe, _ = encode(task, train_items, tokenizer, tpl, max_length=1 << 20)
+    probe, _ = encode(task, train_items, fmt, max_length=1 << 20)
     prompts = sorted(e.n_prompt for e in probe)
     longest_completion = max(e.n_completion for e in probe)
     p95 = prompts[min(len(prompts) - 1, math.ceil(0.95 * len(prompts)) - 1)]

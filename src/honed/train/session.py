@@ -22,10 +22,11 @@ from typing import Any
 from honed import __version__
 from honed.errors import MissingDependency, UserError
 from honed.store import Store, canonical_json, write_json_atomic
+from honed.task.chat import ChatFormat, from_tokenizer, open_gguf
 from honed.task.data import Item, items_hash, load_items
 from honed.task.spec import Task
 from honed.train.config import TuneConfig
-from honed.train.dataset import Encoded, EncodeReport, TemplateInfo, encode, render_prompt, tokenize_text
+from honed.train.dataset import Encoded, EncodeReport, encode, render_prompt
 from honed.train.distributed import is_main_process
 from honed.train.status import write_status
 from honed.train.validate import ValPass, expected_top_share, run_val_pass
@@ -43,12 +44,7 @@ class Collapse(UserError):
     """Validation predictions collapsed onto one answer (seed 000's "NONE to everything")."""
 
 
-def template_info(tokenizer: Any, chat_template: str | None) -> TemplateInfo:
-    return TemplateInfo(chat_template=chat_template, bos_token=tokenizer.bos_token or "",
-                        eos_token=tokenizer.eos_token or "", eos_token_id=int(tokenizer.eos_token_id))
-
-
-def serving_check(task: Task, model: str, item: Item, tokenizer: Any, tpl: TemplateInfo) -> None:
+def serving_check(task: Task, model: str, item: Item, tpl: ChatFormat) -> None:
     """Render and tokenize one prompt the way the served GGUF will (llama.cpp, its own template and vocab) and
     refuse to train if the training prefix differs. Skipped for HF folders (no GGUF to serve yet) and where
     llama.cpp is not installed (a GPU box training for export elsewhere)."""
@@ -60,28 +56,13 @@ def serving_check(task: Task, model: str, item: Item, tokenizer: Any, tpl: Templ
     except UserError:
         return
     try:
-        import llama_cpp
-    except ImportError:
+        with open_gguf(gguf) as served:
+            prompt = render_prompt(task, item.inputs, served)
+            tokens = served.tokenize(prompt)
+    except MissingDependency:
         log.warning("llama-cpp-python is not installed: the train/serve tokenization check is skipped")
         return
-
-    from honed.task.prompt import build_messages, render_chat, render_plain
-
-    from llama_cpp._utils import suppress_stdout_stderr
-
-    with suppress_stdout_stderr(disable=False):  # a vocab-only context's "n_ctx_seq > n_ctx_train" is harmless
-        vocab = llama_cpp.Llama(model_path=str(gguf), vocab_only=True, verbose=False)
-    try:
-        template = vocab.metadata.get("tokenizer.chat_template")
-        bos = vocab._model.token_get_text(vocab.token_bos()) if vocab.token_bos() >= 0 else ""
-        eos = vocab._model.token_get_text(vocab.token_eos()) if vocab.token_eos() >= 0 else ""
-        msgs = build_messages(task, item.inputs)
-        prompt = render_chat(msgs, template, bos_token=bos, eos_token=eos) if template else render_plain(msgs)
-        has_bos = bool(bos) and prompt.startswith(bos)
-        tokens = vocab.tokenize(prompt.encode(), add_bos=not has_bos, special=True)
-    finally:
-        vocab.close()
-    check_serving_identity(task, item, tokenizer, tpl, tokens, prompt)
+    check_serving_identity(task, item, tpl, tokens, prompt)
 
 
 def general_examples(path: str | None, limit: int = 400) -> list[dict]:
@@ -91,20 +72,15 @@ def general_examples(path: str | None, limit: int = 400) -> list[dict]:
     return [{"prompt": r.prompt, "response": r.response} for r in load_replay(Path(path) if path else None)][:limit]
 
 
-def encode_general(pairs: list[dict], tokenizer: Any, tpl: TemplateInfo, max_length: int) -> list[Encoded]:
-    from honed.task.prompt import render_chat
+def encode_general(pairs: list[dict], tpl: ChatFormat, max_length: int) -> list[Encoded]:
+    """General instruction pairs as one-turn conversations, rendered and ended as the task's own examples."""
     from honed.types import Message
 
     out = []
     for i, p in enumerate(pairs):
-        msgs = (Message("user", p["prompt"]),)
-        if tpl.chat_template:
-            prompt = render_chat(msgs, tpl.chat_template, bos_token=tpl.bos_token, eos_token=tpl.eos_token)
-        else:
-            prompt = p["prompt"] + "\n\nAnswer:"
-        completion = (p["response"] if tpl.chat_template else " " + p["response"]) + tpl.eos_token
-        p_ids = tokenize_text(tokenizer, prompt, tpl)
-        c_ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
+        prompt, completion = tpl.render_turn((Message("user", p["prompt"]),), p["response"])
+        p_ids = tpl.tokenize(prompt)
+        c_ids = tpl.encode_text(completion)
         if len(p_ids) + len(c_ids) <= max_length:
             out.append(Encoded(f"general-{i}", p_ids + c_ids, [0] * len(p_ids) + [1] * len(c_ids), len(p_ids),
                                len(c_ids)))
@@ -121,7 +97,7 @@ class Session:
     loaded: Any
     tokenizer: Any
     model: Any
-    tpl: TemplateInfo
+    tpl: ChatFormat
     settings: dict[str, Any]
     train_items: list[Item]
     val_items: list[Item]
@@ -202,22 +178,22 @@ def prepare(task: Task, config: TuneConfig, store: Store | None = None, *, resum
     tokenizer, model = loaded.tokenizer, loaded.model
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    tpl = template_info(tokenizer, loaded.chat_template)
-    serving_check(task, config.model, train_items[0], tokenizer, tpl)
+    tpl = from_tokenizer(tokenizer)
+    serving_check(task, config.model, train_items[0], tpl)
 
-    settings, reasons, warnings = resolve_settings(task, config, loaded, train_items, tokenizer, tpl)
-    reasons["prompt"] = prompt_reason(base_task, task, config.prompt, train_items, tokenizer, tpl)
+    settings, reasons, warnings = resolve_settings(task, config, loaded, train_items, tpl)
+    reasons["prompt"] = prompt_reason(base_task, task, config.prompt, train_items, tpl)
     for w in warnings:
         log.warning(w)
     max_length = settings["max_length"]
-    train_enc, report = encode(task, train_items, tokenizer, tpl, max_length)
-    val_enc, _ = encode(task, val_items, tokenizer, tpl, max_length)
+    train_enc, report = encode(task, train_items, tpl, max_length)
+    val_enc, _ = encode(task, val_items, tpl, max_length)
     if report.skipped_long_completion:
         log.warning("skipped %d training example(s) whose completion alone exceeds max_length %d (never cut): %s",
                     len(report.skipped_long_completion), max_length, ", ".join(report.skipped_long_completion[:10]))
     if not train_enc:
         raise UserError(f"no training example fits max_length {max_length}: raise it (--max-length)")
-    general = encode_general(general_examples(config.replay_file), tokenizer, tpl, max_length)
+    general = encode_general(general_examples(config.replay_file), tpl, max_length)
 
     run_store = store or Store()
     label = f"{task.name}-{Path(config.model).name.removesuffix('.gguf')}"
@@ -274,7 +250,7 @@ def prepare(task: Task, config: TuneConfig, store: Store | None = None, *, resum
                 val_enc=val_enc, report=report, general=general[40:], general_probe=general[:FORGETTING_PROBE],
                 warnings=warnings, store=run_store, owns_store=store is None, run_id=run_id, run_dir=run_dir,
                 manifest=manifest, val_sub=val_sub,
-                val_prompts=[tokenize_text(tokenizer, render_prompt(task, i.inputs, tpl), tpl) for i in val_sub])
+                val_prompts=[tpl.tokenize(render_prompt(task, i.inputs, tpl)) for i in val_sub])
     s.curves = {"metric": s.metric, "train": [], "val": [], "best_step": None, "alarms": []}
     s.state = {"best": None, "since_best": 0, "collapsed_in_row": 0, "base_general": None}
     return s
@@ -299,11 +275,10 @@ def _same_run(run_dir: Path, now: dict[str, Any], resolved: dict[str, Any]) -> d
     return old
 
 
-def prompt_reason(base_task: Task, task: Task, asked: str, items: list[Item], tokenizer: Any,
-                  tpl: TemplateInfo) -> str:
+def prompt_reason(base_task: Task, task: Task, asked: str, items: list[Item], tpl: ChatFormat) -> str:
     """Why this prompt: the tokens per example under each template (training compute goes to the prompt)."""
     def mean_tokens(t: Task) -> float:
-        enc, _ = encode(t, items[:64], tokenizer, tpl, max_length=1 << 20)
+        enc, _ = encode(t, items[:64], tpl, max_length=1 << 20)
         return sum(len(e.input_ids) for e in enc) / max(len(enc), 1)
 
     full = mean_tokens(base_task)

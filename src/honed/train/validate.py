@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from honed.evaluate.scoring import item_keywords, judge, score
+from honed.task.chat import ChatFormat
 from honed.task.data import Item
 from honed.task.prompt import build_constraint, decide_constrained
 from honed.task.spec import Task
-from honed.train.dataset import Encoded, TemplateInfo
+from honed.train.dataset import Encoded
 from honed.types import Response
 
 INVALID = "<invalid>"  # the label of val outputs that were no answer at all
@@ -84,24 +85,12 @@ def generate_texts(model: Any, tokenizer: Any, prompts: list[list[int]], max_new
                                            pad_token_id=pad_id)
     out: list[tuple[str, str]] = []
     model.eval()
-    # the adapter merged into the weights while answering (as export merges it), then taken out again: PEFT's
-    # per-layer side path was 38% of an extraction val pass's forward time
-    merged = hasattr(model, "merge_adapter")
-    if merged:
-        model.merge_adapter()
-    try:
-        for start in range(0, len(prompts), batch_size):
-            rows = decode_batch(model, prompts[start:start + batch_size], config, pad_id=pad_id, end_ids=[eos_id],
-                                choices=choices[start:start + batch_size] if choices else None)
-            out.extend((tokenizer.decode(new[:-1] if ended else new, skip_special_tokens=True),
-                        "stop" if ended else "length") for new, ended in rows)
-    finally:
-        if merged:
-            model.unmerge_adapter()
+    for start in range(0, len(prompts), batch_size):
+        rows = decode_batch(model, prompts[start:start + batch_size], config, pad_id=pad_id, end_ids=[eos_id],
+                            choices=choices[start:start + batch_size] if choices else None)
+        out.extend((tokenizer.decode(new[:-1] if ended else new, skip_special_tokens=True),
+                    "stop" if ended else "length") for new, ended in rows)
     return out
-
-
-_ENFORCERS: dict[tuple[int, str], Any] = {}  # (tokenizer, schema) → its JSON-schema enforcer, once per run
 
 
 def choice_paths(task: Task, tokenizer: Any, items: list[Item], end_id: int) -> list[Any] | None:
@@ -111,23 +100,18 @@ def choice_paths(task: Task, tokenizer: Any, items: list[Item], end_id: int) -> 
     if not decide_constrained(task):
         return None
     if task.kind == "extract":
-        from honed.backends.transformers import schema_enforcer, token_table
+        from honed.backends.transformers import schema_rule
 
-        key = (id(tokenizer), json.dumps(task.schema, sort_keys=True))
-        if key not in _ENFORCERS:
-            _ENFORCERS[key] = schema_enforcer(token_table(tokenizer, [end_id]), task.schema or {})
-        return [_ENFORCERS[key]] * len(items)
+        return [schema_rule(tokenizer, [end_id], task.schema or {})] * len(items)
     return [tuple(tuple(tokenizer.encode(c, add_special_tokens=False)) for c in build_constraint(task, i.inputs).choices)
             for i in items]
 
 
 def _label(answer: Any) -> str:
-    import json
-
     return answer if isinstance(answer, str) else json.dumps(answer, sort_keys=True)
 
 
-def run_val_pass(step: int, model: Any, tokenizer: Any, task: Task, tpl: TemplateInfo, items: list[Item],
+def run_val_pass(step: int, model: Any, tokenizer: Any, task: Task, tpl: ChatFormat, items: list[Item],
                  prompts: list[list[int]], val_encoded: list[Encoded], general: list[Encoded],
                  metric_name: str) -> ValPass:
     """One validation pass: loss, the task metric by generation, the prediction mix, the general-prompt loss."""

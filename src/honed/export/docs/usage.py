@@ -14,9 +14,11 @@ from honed.display import fmt, fmt_ci
 from honed.errors import UserError
 from honed.evaluate.scorers import INVALID
 from honed.export.docs import runs as dr
-from honed.export.docs.examples import examples_section, read_chat_template
+from honed.export.docs.examples import examples_section
 from honed.export.docs.markdown import fence, table
 from honed.export.package import Manifest, Package
+from honed.task.chat import read_gguf
+from honed.task.prompt import decide_constrained
 from honed.task.spec import Task
 
 _ANSWER = {"classify": "one label", "pick": "one number or NONE", "extract": "the JSON object",
@@ -29,8 +31,8 @@ def render_usage(pkg_root: Path, manifest: Manifest, task: Task) -> str:
     pkg = Package(Path(pkg_root), manifest)
     rec = recommended_rung(manifest)
     gguf = pkg.root / rec.file
-    tpl = read_chat_template(gguf)
-    ollama_model = str((manifest.model_extra or {}).get("ollama_model") or f"{manifest.task}:{manifest.version}")
+    tpl = read_gguf(gguf)
+    ollama_model = str(manifest.ollama_model or f"{manifest.task}:{manifest.version}")
     ollama_model = ollama_model.lower()
     out = [f"# {manifest.task} {manifest.version}: usage", "",
            f"A fine-tune of `{manifest.base_model.get('name')}` for one `{task.kind}` task, shipped as GGUF files "
@@ -40,7 +42,7 @@ def render_usage(pkg_root: Path, manifest: Manifest, task: Task) -> str:
     out += _does_section(task, manifest)
     out += _prompt_section(task, tpl, manifest)
     out += examples_section(pkg, task, tpl, rec.file, ollama_model)
-    out += sampling_section(task, tpl.template is not None)
+    out += sampling_section(task, tpl.is_chat)
     out += hardware_section(pkg, manifest)
     out += limitations_section(pkg, manifest, task)
     out += retrain_section(manifest, task)
@@ -105,8 +107,8 @@ def _prompt_section(task: Task, tpl: Any, manifest: Manifest) -> list[str]:
         out += ["", "System message template:", "", "```jinja", task.prompt_system.strip(), "```"]
     out += ["", "User message template (Jinja2; the item's input fields are its variables):", "", "```jinja",
             task.prompt_template.strip(), "```", ""]
-    if tpl.template:
-        checked = (manifest.model_extra or {}).get("round_trip")
+    if tpl.is_chat:
+        checked = manifest.round_trip
         out += ["The model's own chat template (stored in the GGUF) turns the messages into the text below; "
                 "llama.cpp servers apply it themselves, and the Ollama Modelfile carries the same template"
                 + (" (export's round-trip check, manifest.json `round_trip`)." if checked else
@@ -140,9 +142,10 @@ def sampling_section(task: Task, chat: bool) -> list[str]:
         ["top_k / min_p", "0 / 0", "off in the measurements (irrelevant when greedy)"],
     ]
     if task.kind != "generate":
-        rows.append(["constrained decoding", "on" if g.constrained else "off",
+        constrained = decide_constrained(task)
+        rows.append(["constrained decoding", "on" if constrained else "off",
                      "the answer space is enforced by a grammar (labels, numbers or the JSON schema), as measured"
-                     if g.constrained else "measured free: a constraint would change the numbers; re-measure with "
+                     if constrained else "measured free: a constraint would change the numbers; re-measure with "
                      "`honed eval --constrained` before turning it on"])
     if g.think is False:
         rows.append(["thinking", "off", "thinking models are asked not to think (seed 003: it costs tokens and "
@@ -274,10 +277,8 @@ def retrain_section(manifest: Manifest, task: Task) -> list[str]:
 
 
 def rung_value(rung: Any, key: str) -> Any:
-    """A rung's measurement, whether export put it in `metrics` or beside them."""
-    if key in rung.metrics:
-        return rung.metrics[key]
-    return (rung.model_extra or {}).get(key)
+    """A rung's measurement (None where export did not measure it)."""
+    return rung.metrics.get(key)
 
 
 def recommended_rung(manifest: Any) -> Any:
