@@ -108,7 +108,9 @@ class TransformersBackend(Backend):
                 from peft import PeftModel
             except ImportError:
                 raise MissingDependency("peft", extra="train", why="loading an adapter") from None
-            net = PeftModel.from_pretrained(net, str(adapter_dir))
+            # merged into the weights: the model export merges and converts, answering ~1.5x faster than
+            # PEFT's per-layer side path (an extraction val pass: 84 s of forward, 32 s of it in LoRA layers)
+            net = PeftModel.from_pretrained(net, str(adapter_dir)).merge_and_unload()
         self._net = net.to(self.device).eval()
         self.chat_format: ChatFormat = from_tokenizer(self._tok)
         self._eos_ids = self._end_ids()
@@ -274,8 +276,11 @@ def token_table(tokenizer: Any, end_ids: Sequence[int]) -> Any:
             continue
         after_zero = tokenizer.decode([zero, idx])[1:]
         regular.append((idx, after_zero, len(after_zero) > len(tokenizer.decode([idx]))))
+    # bitmask tables: the allowed tokens come back as packed int32 words that `_AnswerSpace` expands with tensor
+    # ops; the id lists of the list mode cost ~3x more per generated token to turn into a mask (extraction, 16
+    # rows: 40 vs 100 ms per step, most of a validation pass's time outside the model)
     return TokenEnforcerTokenizerData(regular, lambda ids: tokenizer.decode(ids).rstrip("\ufffd"), list(end_ids),
-                                      False, len(tokenizer))
+                                      True, len(tokenizer))
 
 
 def schema_enforcer(table: Any, schema: dict[str, Any]) -> Any:
@@ -358,21 +363,25 @@ class _AnswerSpace:
         import torch
 
         done = input_ids[:, self.prompt_len:].tolist()
+        width = scores.shape[-1]
         for b, options in enumerate(self.choices):
             if options is None:
                 continue
             prefix = tuple(done[b])
-            if not isinstance(options, tuple):  # a JSON-schema enforcer
-                ended = any(t in self.end_ids for t in prefix)
-                allowed = set(self.end_ids) if ended else set(options.get_allowed_tokens(list(prefix)).allowed_tokens)
+            allow = torch.zeros(width, dtype=torch.bool, device=scores.device)
+            if not isinstance(options, tuple) and not any(t in self.end_ids for t in prefix):  # a schema enforcer
+                words = options.get_allowed_tokens(list(prefix)).allowed_tokens  # packed bits: `token_table`
+                bits = (words.unsqueeze(-1) >> torch.arange(32, dtype=words.dtype)) & 1
+                allow[:] = bits.flatten()[:width].to(device=scores.device, dtype=torch.bool)
+            elif not isinstance(options, tuple):  # the JSON document is complete: only the end may follow
+                allow[self.end_ids] = True
             else:
                 n = len(prefix)
-                allowed = {o[n] for o in options if len(o) > n and o[:n] == prefix}
-                if not allowed or prefix in options:
-                    allowed.update(self.end_ids)
-            width = scores.shape[-1]
-            allowed = {t for t in allowed if t < width} or set(self.end_ids)  # a dead end ends the answer
-            keep = torch.full_like(scores[b], float("-inf"))
-            keep[list(allowed)] = 0.0
-            scores[b] = scores[b] + keep
+                ids = {o[n] for o in options if len(o) > n and o[:n] == prefix and o[n] < width}
+                if not ids or prefix in options:
+                    ids.update(self.end_ids)
+                allow[list(ids)] = True
+            if not allow.any():
+                allow[self.end_ids] = True  # a dead end ends the answer
+            scores[b] = scores[b].masked_fill(~allow, float("-inf"))
         return scores
