@@ -91,7 +91,8 @@ def public(
 @app.command("import")
 def import_cmd(
     task: Annotated[Path, _TASK],
-    source: Annotated[Path, typer.Argument(help="JSONL, CSV or TSV file to import.")],
+    source: Annotated[Path, typer.Argument(help="JSONL, CSV, TSV, Parquet or Arrow file, a datasets save_to_disk "
+                                           "folder, or hf:OWNER/NAME[:SPLIT] where the hub is reachable.")],
     mapping: Annotated[
         list[str] | None,
         typer.Option(
@@ -103,7 +104,8 @@ def import_cmd(
         list[str] | None, typer.Option("--label", help="Rename a label: OLD=NEW (repeatable).")
     ] = None,
     fmt: Annotated[
-        str | None, typer.Option("--format", help="jsonl | csv | tsv (default: from the extension).")
+        str | None, typer.Option("--format", help="jsonl | csv | tsv | parquet | arrow | hf (default: from the "
+                                 "extension; a folder is arrow).")
     ] = None,
     id_prefix: Annotated[
         str | None,
@@ -114,7 +116,8 @@ def import_cmd(
         typer.Option("--out", help="Where to write the items (default: <task>/data/imported.jsonl)."),
     ] = None,
 ) -> None:
-    """Import a JSONL/CSV file into the task's item format, checking every row (all errors at once)."""
+    """Import a JSONL/CSV/Parquet file or a datasets folder into the task's item format, checking every row (all
+    errors at once)."""
     from honed.data.io import import_items, parse_mapping, write_items
     from honed.task.spec import load_task
 

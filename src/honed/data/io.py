@@ -58,26 +58,42 @@ def input_fields(task: Task) -> list[str]:
     return sorted(names)
 
 
+FORMATS = ("jsonl", "csv", "tsv", "parquet", "arrow", "hf")
+"""What `honed data import` reads: arrow is an Arrow file or a `datasets` save_to_disk folder; hf a hub id."""
+
+
 def _format(path: Path, fmt: str | None) -> str:
-    fmt = fmt or {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "tsv"}.get(
-        path.suffix.lower(), ""
-    )
-    if fmt not in ("jsonl", "csv", "tsv"):
+    fmt = fmt or ("arrow" if path.is_dir() else {
+        ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "tsv",
+        ".parquet": "parquet", ".pq": "parquet", ".arrow": "arrow"}.get(path.suffix.lower(), ""))
+    if fmt not in FORMATS:
         raise DataError(
             f"{path}: cannot tell the format from the extension {path.suffix!r}; "
-            "pass --format jsonl, csv or tsv"
+            f"pass --format {', '.join(FORMATS[:-1])} or {FORMATS[-1]}"
         )
     return fmt
 
 
 def read_rows(path: Path, fmt: str | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, row) for each record of a JSONL, CSV or TSV file. CSV values are strings."""
+    """(row number, row) for each record of a JSONL, CSV, TSV, Parquet or Arrow file, a `datasets` folder, or
+    (`fmt="hf"`, or a source `hf:owner/name[:split]`) a hub dataset. CSV values are strings; the others keep
+    their types. JSONL and CSV rows are numbered by line, the others from 1."""
+    from honed.data import tables
+
+    if fmt == "hf" or str(path).startswith("hf:"):
+        return tables.read_hub(str(path).removeprefix("hf:"))
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise DataError(f"{path}: file not found")
     kind = _format(path, fmt)
+    if path.is_dir() and kind != "arrow":
+        raise DataError(f"{path}: a folder; only a datasets save_to_disk folder (--format arrow) is read as one")
     if kind == "jsonl":
         return read_jsonl(path)
+    if kind == "parquet":
+        return tables.read_parquet(path)
+    if kind == "arrow":
+        return tables.read_arrow(path)
     return read_csv(path, delimiter="\t" if kind == "tsv" else ",")
 
 
@@ -163,7 +179,7 @@ def import_items(
     label_map: dict[str, str] | None = None,
     id_prefix: str | None = None,
 ) -> list[Item]:
-    """Read a JSONL/CSV/TSV file into the task's items, checking every row against the task.
+    """Read a JSONL/CSV/TSV/Parquet/Arrow file or a `datasets` folder into the task's items, checking every row.
 
     `mapping` renames fields (task field → source field; "id" and "expected" too); fields the prompt does not
     use are left out. `label_map` renames classify labels. Rows without an id get `<id_prefix><line>`.
