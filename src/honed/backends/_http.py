@@ -11,7 +11,7 @@ import json
 import threading
 import time
 from abc import abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,6 +75,8 @@ class Stream:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     error: str | None = None
+    on_text: Callable[[str], None] | None = None
+    """Told each content delta as it arrives (`Backend.stream`)."""
 
     def add(self, text: str) -> None:
         """One content delta: the first non-empty one fixes the time to first token."""
@@ -82,6 +84,8 @@ class Stream:
             if self.ttft_s is None:
                 self.ttft_s = time.perf_counter() - self.t0
             self.pieces.append(text)
+            if self.on_text is not None:
+                self.on_text(text)
 
 
 class HTTPBackend(Backend):
@@ -149,10 +153,14 @@ class HTTPBackend(Backend):
         with self._slots:
             return self._send(request)
 
-    def _send(self, request: Request) -> Response:
+    def stream(self, request: Request, on_text: Callable[[str], None]) -> Response:
+        with self._slots:
+            return self._send(request, on_text)
+
+    def _send(self, request: Request, on_text: Callable[[str], None] | None = None) -> Response:
         path, body = self._body(request)
         url = self.base_url + path
-        s = Stream()
+        s = Stream(on_text=on_text)
         try:
             with self._client.stream("POST", url, json=body) as r:
                 if r.status_code >= 400:

@@ -8,13 +8,17 @@ module, which the registry imports only when the backend is asked for.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from honed.types import Constraint, ModelInfo, Request, Response
 
 if TYPE_CHECKING:
     from honed.task.chat import ChatFormat
+
+
+class StreamStopped(Exception):
+    """Raised by a `Backend.stream` listener to stop decoding (the client went away, or its time ran out)."""
 
 
 class Backend(ABC):
@@ -24,7 +28,7 @@ class Backend(ABC):
     supports_choice: ClassVar[bool] = False
     """Can constrain output to one of a list of strings."""
     streams: ClassVar[bool] = False
-    """Measures time to first token from a stream."""
+    """Decodes as a stream: measures time to first token, and `stream` hands over text as it is decoded."""
     in_process: ClassVar[bool] = False
     """Runs inside this process (one request at a time; peak memory is this process's RSS)."""
 
@@ -50,6 +54,15 @@ class Backend(ABC):
     @abstractmethod
     def generate(self, requests: Sequence[Request]) -> list[Response]:
         """Answer each request, in order. A failed request gives a Response with finish_reason "error"."""
+
+    def stream(self, request: Request, on_text: Callable[[str], None]) -> Response:
+        """Answer one request, handing each piece of text to `on_text` as it is decoded; `on_text` may raise
+        (e.g. `StreamStopped`, when the client left) to stop decoding. A backend that does not stream hands over
+        the whole answer at the end."""
+        response = self.generate([request])[0]
+        if response.text and response.finish_reason != "error":
+            on_text(response.text)
+        return response
 
     def cache_identity(self) -> str:
         """What identifies the model in the response cache: the file's sha256 where honed can see the file."""

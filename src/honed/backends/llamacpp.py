@@ -12,10 +12,10 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from honed.backends.base import Backend
+from honed.backends.base import Backend, StreamStopped
 from honed.backends.models import file_sha256, resolve_gguf
 from honed.errors import MissingDependency
 from honed.task.chat import ChatFormat, from_llama
@@ -106,7 +106,7 @@ class LlamaCppBackend(Backend):
             self._grammars.popitem(last=False)
         return grammar
 
-    def _one(self, request: Request) -> Response:
+    def _one(self, request: Request, on_text: Callable[[str], None] | None = None) -> Response:
         prompt = self.render(request)
         tokens = self.tokenize(prompt)
         s = request.sampling
@@ -126,6 +126,8 @@ class LlamaCppBackend(Backend):
                 if ttft is None:
                     ttft = time.perf_counter() - t0
                 pieces.append(choice["text"])
+                if on_text is not None and choice["text"]:
+                    on_text(choice["text"])
                 if choice.get("finish_reason"):
                     finish = choice["finish_reason"]
         except (ValueError, RuntimeError) as exc:  # e.g. prompt longer than the context
@@ -185,6 +187,14 @@ class LlamaCppBackend(Backend):
     def generate(self, requests: Sequence[Request]) -> list[Response]:
         with self._lock:  # one llama.cpp context serves one request at a time
             return [self._one(r) for r in requests]
+
+    def stream(self, request: Request, on_text: Callable[[str], None]) -> Response:
+        with self._lock:
+            try:
+                return self._one(request, on_text)
+            except StreamStopped:  # its traceback holds llama.cpp's half-run generator: dropped here, under the
+                pass               # lock, it closes now, not later while another request decodes
+        raise StreamStopped
 
     def close(self) -> None:
         llm = getattr(self, "_llm", None)

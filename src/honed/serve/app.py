@@ -7,7 +7,8 @@ nested too deep) and the handler. Errors use OpenAI's shape, `{"error": {"messag
 so the official client raises its usual exceptions. No client-visible error carries a file path or an
 upstream URL: details go to the server's own log.
 Models run in their layers' worker threads: the event loop only awaits, so health and metrics answer while
-a generation runs. Each answered request appends one line to the request log before its response is sent.
+a generation runs. Each answered request appends one line to the request log before its response is sent; a
+streamed one (`stream: true`, `honed.serve.stream`) when its stream ends, however it ends.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request as HttpRequest
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -35,12 +36,14 @@ from honed.data.logs import LogRecord
 from honed.errors import UserError
 from honed.serve.auth import AuthError
 from honed.serve.cascade import TaskAnswer, run_cascade
-from honed.serve.chat import RequestError, completion_body, parse_chat, sse_chunks, to_request
+from honed.serve.chat import RequestError, completion_body, parse_chat, to_request
 from honed.serve.config import ServeConfig
 from honed.serve.layers import QueueFull
 from honed.serve.limits import MAX_BODY_DEPTH, MAX_CANDIDATES, depth
 from honed.serve.origin import is_json, refusal
 from honed.serve.state import Server, open_server
+from honed.serve.stream import DONE, SSE, Relay, chat_chunk, error_event, event
+from honed.types import Response as ModelResponse
 
 log = logging.getLogger("honed")
 _ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
@@ -129,7 +132,7 @@ async def _guarded(server: Server, request: HttpRequest, route: str, handler: Ha
     """Content type, auth, rate limit, then body and handler under the timeout, and metrics, around one call."""
     t0 = time.perf_counter()
     server.metrics.in_flight.inc()
-    status, layer = 500, "-"
+    status, layer, streaming = 500, "-", False
 
     async def call() -> tuple[Response, str]:
         payload = await read_json(request, server.cfg.max_body_kb * 1024) if body else None
@@ -145,6 +148,9 @@ async def _guarded(server: Server, request: HttpRequest, route: str, handler: Ha
         # The body is read under the timeout too: a client trickling its body holds no slot past it.
         response, layer = await asyncio.wait_for(call(), server.cfg.timeout_s)
         status = response.status_code
+        if isinstance(response, SSE):  # the answer is still being decoded: count it when the stream ends
+            streaming = True
+            response.on_close.append(lambda: _done(server, route, response.outcome, layer, t0))
         return response
     except AuthError as exc:
         status = 401
@@ -169,8 +175,13 @@ async def _guarded(server: Server, request: HttpRequest, route: str, handler: Ha
         return error_response(503, f"too many requests waiting for the {exc} model; retry shortly",
                               code="queue_full", headers={"Retry-After": "1"})
     finally:
-        server.metrics.in_flight.dec()
-        server.metrics.observe(route, status, layer, time.perf_counter() - t0)
+        if not streaming:
+            _done(server, route, status, layer, t0)
+
+
+def _done(server: Server, route: str, status: int, layer: str, t0: float) -> None:
+    server.metrics.in_flight.dec()
+    server.metrics.observe(route, status, layer, time.perf_counter() - t0)
 
 
 def _task_inputs(server: Server, name: str, payload: Any) -> tuple[Any, dict[str, Any]]:
@@ -197,13 +208,19 @@ async def _answer_task(server: Server, task: Any, inputs: dict[str, Any], reques
     t0 = time.perf_counter()
     result = await run_cascade(server.layers, task, inputs, server.cfg)
     latency_ms = (time.perf_counter() - t0) * 1000
+    _record_task(server, task, inputs, result, latency_ms, request_id)
+    return result, latency_ms
+
+
+def _record_task(server: Server, task: Any, inputs: dict[str, Any], result: TaskAnswer, latency_ms: float,
+                 request_id: str, **signals: Any) -> None:
+    """The task answer's metrics and its one log line."""
     if result.signals.get("escalated"):
         server.metrics.escalations.labels(task.name, str(result.signals.get("reason"))).inc()
     _log(server, LogRecord.new(task=task.name, inputs=inputs, output=result.output, answer=result.answer,
                                layer=result.layer.name, model=result.layer.model_id,
-                               model_sha256=result.layer.sha256, latency_ms=latency_ms, signals=result.signals,
-                               request_id=request_id))
-    return result, latency_ms
+                               model_sha256=result.layer.sha256, latency_ms=latency_ms,
+                               signals={**result.signals, **signals}, request_id=request_id))
 
 
 def _task_body(task: Any, result: TaskAnswer, request_id: str, latency_ms: float) -> dict[str, Any]:
@@ -217,7 +234,13 @@ def build_routes(server: Server) -> list[Route]:
         name = request.path_params["task"]
 
         async def handle(payload: Any, request_id: str) -> tuple[Response, str]:
+            stream = isinstance(payload, dict) and payload.get("stream") is True
+            if stream:  # {"input": …, "stream": true}: {"delta": text} events, then the task's answer as an event
+                payload = {k: v for k, v in payload.items() if k != "stream"}
             task, inputs = _task_inputs(server, name, payload)
+            if stream:
+                return _stream_task(task, inputs, request, request_id, lambda t: event({"delta": t}),
+                                    lambda result, ms: event(_task_body(task, result, request_id, ms)))
             result, latency_ms = await _answer_task(server, task, inputs, request_id)
             return JSONResponse(_task_body(task, result, request_id, latency_ms)), result.layer.name
 
@@ -227,17 +250,18 @@ def build_routes(server: Server) -> list[Route]:
         async def handle(payload: Any, request_id: str) -> tuple[Response, str]:
             req = parse_chat(payload)
             cid = f"chatcmpl-{request_id}"
+            if req.stream:
+                streamed = _stream_chat_task if req.model.startswith("task:") else _stream_model
+                return streamed(req, request, request_id, cid)
             if req.model.startswith("task:"):
                 body, layer = await _chat_task(req, request_id, cid)
             else:
                 body, layer = await _chat_model(req, request_id, cid)
-            if req.stream:
-                return StreamingResponse(iter(sse_chunks(body)), media_type="text/event-stream"), layer
             return JSONResponse(body), layer
 
         return await _guarded(server, request, "chat", handle)
 
-    async def _chat_task(req: Any, request_id: str, cid: str) -> tuple[dict[str, Any], str]:
+    def _task_of(req: Any) -> tuple[Any, dict[str, Any]]:
         """`model="task:NAME"`: the last user message is the task's input fields as a JSON object."""
         text = next((m.content for m in reversed(req.messages) if m.role == "user"), None)
         try:
@@ -247,16 +271,24 @@ def build_routes(server: Server) -> list[Route]:
         if not isinstance(inputs, dict) or depth(inputs) > MAX_BODY_DEPTH:
             raise RequestError(400, "for model 'task:NAME' the last user message must be a JSON object of the "
                                "task's input fields", param="messages")
-        task, inputs = _task_inputs(server, req.model[len("task:"):], {"input": inputs})
-        result, latency_ms = await _answer_task(server, task, inputs, request_id)
+        return _task_inputs(server, req.model[len("task:"):], {"input": inputs})
+
+    def _task_content(result: TaskAnswer) -> tuple[str, str]:
+        """(message content, finish reason) of a task's answer as a chat completion."""
         answer = result.answer if isinstance(result.answer, str) else json.dumps(result.answer, ensure_ascii=False)
         finish = "length" if result.attempts[-1].response.finish_reason == "length" else "stop"
-        body = completion_body(cid, req.model, answer if result.valid else result.output, finish,
-                               result.attempts[-1].response,
+        return (answer if result.valid else result.output), finish
+
+    async def _chat_task(req: Any, request_id: str, cid: str) -> tuple[dict[str, Any], str]:
+        task, inputs = _task_of(req)
+        result, latency_ms = await _answer_task(server, task, inputs, request_id)
+        content, finish = _task_content(result)
+        body = completion_body(cid, req.model, content, finish, result.attempts[-1].response,
                                {"honed": _task_body(task, result, request_id, latency_ms)})
         return body, result.layer.name
 
-    async def _chat_model(req: Any, request_id: str, cid: str) -> tuple[dict[str, Any], str]:
+    def _layer_request(req: Any) -> tuple[Any, Any]:
+        """The layer a chat request names and the request to send it."""
         layer = server.layer_for_model(req.model)
         if layer is None:
             known = ", ".join([la.model_id for la in server.layers] + [f"task:{t}" for t in server.tasks])
@@ -266,21 +298,155 @@ def build_routes(server: Server) -> list[Route]:
         if hreq.constraint is not None and not layer.backend.supports_schema:
             raise RequestError(400, f"the {layer.name} model cannot constrain output to a JSON schema",
                                param="response_format")
+        return layer, hreq
+
+    def _chat_record(layer: Any, hreq: Any, resp: Any, latency_ms: float, request_id: str,
+                     **signals: Any) -> LogRecord:
+        return LogRecord.new(
+            task="chat", inputs={"messages": [m.as_dict() for m in hreq.messages]}, output=resp.text, answer=None,
+            layer=layer.name, model=layer.model_id, model_sha256=layer.sha256, latency_ms=latency_ms,
+            request_id=request_id, signals={"finish_reason": resp.finish_reason, "prompt_tokens": resp.prompt_tokens,
+                                            "completion_tokens": resp.completion_tokens, **signals})
+
+    def _model_failed(layer: Any, resp: Any) -> RequestError:
+        log.warning("the %s model (%s) could not answer a chat request: %s", layer.name, layer.spec, resp.error)
+        if not layer.backend.in_process:
+            return RequestError(502, f"the upstream server of the {layer.name} model could not answer; the "
+                                "server's log has the details", code="upstream_error")
+        return RequestError(400, f"the model could not answer: {public_message(server, str(resp.error))}")
+
+    async def _chat_model(req: Any, request_id: str, cid: str) -> tuple[dict[str, Any], str]:
+        layer, hreq = _layer_request(req)
         t0 = time.perf_counter()
         resp = (await layer.worker.run(lambda: layer.backend.generate([hreq])))[0]
         latency_ms = (time.perf_counter() - t0) * 1000
         if resp.finish_reason == "error":
-            log.warning("the %s model (%s) could not answer a chat request: %s", layer.name, layer.spec, resp.error)
-            if not layer.backend.in_process:
-                raise RequestError(502, f"the upstream server of the {layer.name} model could not answer; the "
-                                   "server's log has the details", code="upstream_error")
-            raise RequestError(400, f"the model could not answer: {public_message(server, str(resp.error))}")
-        _log(server, LogRecord.new(
-            task="chat", inputs={"messages": [m.as_dict() for m in hreq.messages]}, output=resp.text, answer=None,
-            layer=layer.name, model=layer.model_id, model_sha256=layer.sha256, latency_ms=latency_ms,
-            request_id=request_id, signals={"finish_reason": resp.finish_reason, "prompt_tokens": resp.prompt_tokens,
-                                            "completion_tokens": resp.completion_tokens}))
+            raise _model_failed(layer, resp)
+        _log(server, _chat_record(layer, hreq, resp, latency_ms, request_id))
         return completion_body(cid, layer.model_id, resp.text, resp.finish_reason, resp), layer.name
+
+    def _streamed(relay: Relay, events: Callable[[SSE], AsyncIterator[bytes]],
+                  on_stopped: Callable[[str], None]) -> SSE:
+        """The SSE response over `events(response)`; when it ends before `events` logged its line (the client
+        left, the time ran out), decoding is stopped and `on_stopped(why)` writes the line."""
+        response = SSE(events)
+
+        def close() -> None:
+            relay.stop()
+            if not relay.logged:  # ended before its answer: the client left (a clean end is how some servers
+                relay.logged = True  # report a disconnect), the time ran out, or the model failed
+                if response.outcome == 200:
+                    response.outcome = 499
+                on_stopped({499: "client_disconnected", 504: "timeout"}.get(response.outcome, "error"))
+
+        response.on_close.append(close)
+        return response
+
+    async def _content(relay: Relay, http: HttpRequest, response: SSE,
+                       to_chunk: Callable[[str], bytes]) -> AsyncIterator[bytes]:
+        """A chunk per piece `relay` receives, until its work is done; a timeout becomes an error event and
+        `response.outcome` says how it ended."""
+        try:
+            async for piece in relay.relay(http, time.monotonic() + server.cfg.timeout_s):
+                yield to_chunk(piece)
+        except TimeoutError:
+            response.outcome = 504
+            yield error_event(f"no complete answer within {server.cfg.timeout_s:g} s; decoding was stopped",
+                              "timeout_error", "timeout")
+        except ConnectionAbortedError:
+            response.outcome = 499
+
+    def _stream_model(req: Any, http: HttpRequest, request_id: str, cid: str) -> tuple[Response, str]:
+        """A chat model's answer streamed as it is decoded; the log line is written when the answer is complete
+        (or, for a client that left, with what was decoded by then)."""
+        layer, hreq = _layer_request(req)
+        if layer.worker.waiting >= layer.worker.max_queue:
+            raise QueueFull(layer.name)
+        relay, created = Relay(), int(time.time())
+        relay.start(layer.worker.run(lambda: layer.backend.stream(hreq, relay.push)))
+
+        def stopped(why: str) -> None:
+            resp = ModelResponse(text=relay.text, finish_reason="error")
+            _log(server, _chat_record(layer, hreq, resp, relay.elapsed_ms(), request_id, stream=True, stopped=why))
+
+        async def events(response: SSE) -> AsyncIterator[bytes]:
+            yield chat_chunk(cid, layer.model_id, created, {"role": "assistant", "content": ""})
+            async for part in _content(relay, http, response,
+                                       lambda t: chat_chunk(cid, layer.model_id, created, {"content": t})):
+                yield part
+            if response.outcome != 200:
+                return
+            resp = relay.result()
+            relay.logged = True
+            if resp.finish_reason == "error":
+                err = _model_failed(layer, resp)
+                response.outcome = err.status
+                _log(server, _chat_record(layer, hreq, resp, relay.elapsed_ms(), request_id, stream=True))
+                yield error_event(err.message, _ERROR_TYPES.get(err.status, "server_error"), err.code or "error")
+                return
+            _log(server, _chat_record(layer, hreq, resp, relay.elapsed_ms(), request_id, stream=True,
+                                      last_token_unix=relay.last_piece_unix))
+            usage = completion_body(cid, layer.model_id, "", resp.finish_reason, resp)["usage"]
+            yield chat_chunk(cid, layer.model_id, created, {}, resp.finish_reason, {"usage": usage})
+            yield DONE
+
+        return _streamed(relay, events, stopped), layer.name
+
+    def _stream_task(task: Any, inputs: dict[str, Any], http: HttpRequest, request_id: str,
+                     content: Callable[[str], bytes], final: Callable[[TaskAnswer, float], bytes],
+                     opening: bytes | None = None) -> tuple[Response, str]:
+        """A task's answer streamed: the primary's text as it is decoded (`content` chunks), then validation,
+        confidence and, if it escalates, the next layers; the `final` event carries the verdict (the answer that
+        stands, its layer, validity, signals), which replaces the streamed text when the cascade escalated."""
+        primary = server.layers[0]
+        if primary.worker.waiting >= primary.worker.max_queue:
+            raise QueueFull(primary.name)
+        relay = Relay()
+        relay.start(run_cascade(server.layers, task, inputs, server.cfg, on_text=relay.push))
+
+        def stopped(why: str) -> None:
+            _log(server, LogRecord.new(task=task.name, inputs=inputs, output=relay.text, answer=None,
+                                       layer=primary.name, model=primary.model_id, model_sha256=primary.sha256,
+                                       latency_ms=relay.elapsed_ms(), request_id=request_id,
+                                       signals={"stream": True, "stopped": why}))
+
+        async def events(response: SSE) -> AsyncIterator[bytes]:
+            if opening is not None:
+                yield opening
+            async for part in _content(relay, http, response, content):
+                yield part
+            if response.outcome != 200:
+                return
+            try:
+                result = relay.result()
+            except (UserError, QueueFull) as exc:
+                response.outcome = 400 if isinstance(exc, UserError) else 503
+                yield error_event(public_message(server, str(exc)) if isinstance(exc, UserError) else
+                                  f"too many requests waiting for the {exc} model; retry shortly",
+                                  _ERROR_TYPES[response.outcome], "task_failed")
+                return
+            relay.logged = True
+            latency_ms = relay.elapsed_ms()
+            _record_task(server, task, inputs, result, latency_ms, request_id, stream=True,
+                         last_token_unix=relay.last_piece_unix)
+            yield final(result, latency_ms)
+            yield DONE
+
+        return _streamed(relay, events, stopped), primary.name
+
+    def _stream_chat_task(req: Any, http: HttpRequest, request_id: str, cid: str) -> tuple[Response, str]:
+        task, inputs = _task_of(req)
+        created = int(time.time())
+
+        def final(result: TaskAnswer, latency_ms: float) -> bytes:
+            text, finish = _task_content(result)
+            usage = completion_body(cid, req.model, text, finish, result.attempts[-1].response)["usage"]
+            return chat_chunk(cid, req.model, created, {}, finish,
+                              {"usage": usage, "honed": _task_body(task, result, request_id, latency_ms)})
+
+        return _stream_task(task, inputs, http, request_id,
+                            lambda t: chat_chunk(cid, req.model, created, {"content": t}), final,
+                            chat_chunk(cid, req.model, created, {"role": "assistant", "content": ""}))
 
     async def models_route(request: HttpRequest) -> Response:
         async def handle(_: Any, __: str) -> tuple[Response, str]:

@@ -21,6 +21,7 @@ import functools
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,12 +105,15 @@ def _consistency(layer: Layer, task: Task, inputs: dict[str, Any], request: Requ
     return {"agreement": round(agree / len(answers), 6), "samples": len(answers), "confidence": "consistency"}
 
 
-def attempt(layer: Layer, task: Task, inputs: dict[str, Any], cfg: ServeConfig, judge: bool = True) -> Attempt:
-    """One layer's answer, validity and, when `judge`, its confidence (runs in the layer's worker thread)."""
+def attempt(layer: Layer, task: Task, inputs: dict[str, Any], cfg: ServeConfig, judge: bool = True,
+            on_text: Callable[[str], None] | None = None) -> Attempt:
+    """One layer's answer, validity and, when `judge`, its confidence (runs in the layer's worker thread);
+    `on_text` is handed the answer's text as it is decoded."""
     t0 = time.perf_counter()
     # a layer whose backend cannot constrain (an upstream API) answers free, and its signals say so
     request = build_request(task, inputs, sampling_for(task, 0), cfg.constrained, layer.backend, unhonoured="free")
-    response = layer.backend.generate([request])[0]
+    response = (layer.backend.stream(request, on_text) if on_text is not None
+                else layer.backend.generate([request])[0])
     parsed = parse_output(task, inputs, response)
     valid = parsed.cause is None
     signals: dict[str, Signal] = {"constrained": request.constraint is not None}
@@ -130,8 +134,12 @@ def attempt(layer: Layer, task: Task, inputs: dict[str, Any], cfg: ServeConfig, 
                    time.perf_counter() - t0)
 
 
-async def run_cascade(layers: list[Layer], task: Task, inputs: dict[str, Any], cfg: ServeConfig) -> TaskAnswer:
+async def run_cascade(layers: list[Layer], task: Task, inputs: dict[str, Any], cfg: ServeConfig,
+                      on_text: Callable[[str], None] | None = None) -> TaskAnswer:
     """Try the layers in order until one answers validly and confidently; the last one answers regardless.
+
+    `on_text` streams the primary's answer as it is decoded (validation and escalation come after it: the
+    caller's final event says which answer stands).
 
     Confidence is measured on the primary (the log keeps it for harvest even without a fallback) and on every
     layer that could still escalate; a last fallback's answer is final, so its confidence is not paid for.
@@ -140,7 +148,8 @@ async def run_cascade(layers: list[Layer], task: Task, inputs: dict[str, Any], c
     for i, layer in enumerate(layers):
         last = i == len(layers) - 1
         judge = (not last or i == 0) and cfg.confidence != "none"
-        done = await layer.worker.run(functools.partial(attempt, layer, task, inputs, cfg, judge))
+        done = await layer.worker.run(functools.partial(attempt, layer, task, inputs, cfg, judge,
+                                                        on_text if i == 0 else None))
         attempts.append(done)
         if done.escalate_reason is None:
             break

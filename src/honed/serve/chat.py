@@ -8,7 +8,6 @@ compiles it.
 
 from __future__ import annotations
 
-import json
 import secrets
 import time
 from typing import Any, Literal
@@ -157,19 +156,3 @@ def completion_body(request_id: str, model: str, content: str, finish: str, usag
         body.update(extra)
     return body
 
-
-def sse_chunks(body: dict[str, Any]) -> list[bytes]:
-    """A finished completion as the server-sent events the openai client reads when `stream=True`.
-
-    The whole answer comes in one content chunk: the task route must validate a complete output before it
-    answers, and the chat route keeps the same path.
-    """
-    choice = body["choices"][0]
-    base = {"id": body["id"], "object": "chat.completion.chunk", "created": body["created"], "model": body["model"]}
-    events = [
-        {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]},
-        {**base, "choices": [{"index": 0, "delta": {"content": choice["message"]["content"]}, "finish_reason": None}]},
-        {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": choice["finish_reason"]}],
-         **{k: v for k, v in body.items() if k not in base and k != "choices"}},
-    ]
-    return [f"data: {json.dumps(e, ensure_ascii=False)}\n\n".encode() for e in events] + [b"data: [DONE]\n\n"]
