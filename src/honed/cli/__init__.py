@@ -41,6 +41,7 @@ def _register() -> None:
     from honed.cli import gate_cmd
     from honed.cli import export_cmd
     from honed.cli import demo_cmd
+    from honed.cli import init_cmd
 
     eval_cmd.register(app)
     bakeoff_cmd.register(app)
@@ -52,6 +53,7 @@ def _register() -> None:
     gate_cmd.register(app)
     export_cmd.register(app)
     demo_cmd.register(app)
+    init_cmd.register(app)
     app.add_typer(data_cmd.app, name="data")
 
 
