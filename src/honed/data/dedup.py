@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from honed.store import canonical_json
+from honed.task.conversation import looks_like_conversation, transcript
 
 DEFAULT_THRESHOLD = 0.7
 """Jaccard of character 5-grams above which two inputs count as near duplicates."""
@@ -41,7 +42,8 @@ def item_text(inputs: dict[str, Any]) -> str:
     for key in sorted(inputs):
         value = inputs[key]
         parts.append(
-            value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)
+            value if isinstance(value, str) else transcript(value) if looks_like_conversation(value)
+            else json.dumps(value, ensure_ascii=False, sort_keys=True)
         )
     return "\n".join(parts)
 

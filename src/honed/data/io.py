@@ -19,6 +19,7 @@ from jinja2 import meta
 from honed.data.reader import read_csv, read_jsonl
 from honed.errors import DataError
 from honed.jsonl import json_value
+from honed.task.conversation import from_cell, transcript
 from honed.task.data import Item, _check_expected
 from honed.task.spec import Task
 
@@ -47,6 +48,7 @@ _CONTEXT_NAMES = {
 def input_fields(task: Task) -> list[str]:
     """The item fields the task's prompt needs: its templates' free variables, plus the pick candidates."""
     env = jinja2.Environment()
+    env.filters["transcript"] = transcript  # parsing checks filter names: the prompt builder's own filters
     names: set[str] = set()
     p = task.spec.prompt
     for src in (p.template, p.system, p.tuned_template, p.tuned_system):
@@ -148,6 +150,8 @@ def _row_to_item(
             value = _structured(value, where, field, list, '["Careers", "Contact"]')
         elif isinstance(value, str) and not value.strip():
             raise DataError(f"{where}: field {field!r} is empty")
+        else:
+            value = from_cell(value, where, field)  # a conversation: a list of messages, or its JSON in a cell
         inputs[field] = value
     if task.kind == "generate":
         kws = get("keywords", required=False)

@@ -18,6 +18,7 @@ import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from honed.errors import DataError, TaskError
+from honed.task.conversation import transcript
 from honed.types import Constraint, Message, Request, Sampling
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ def _env() -> ImmutableSandboxedEnvironment:
         trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False, undefined=jinja2.StrictUndefined
     )
     env.filters["tojson"] = lambda v, indent=None: json.dumps(v, ensure_ascii=False, indent=indent)
+    env.filters["transcript"] = transcript  # a conversation field as `role: content` lines (chat data)
     env.globals["raise_exception"] = _raise
     env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
     return env
