@@ -17,39 +17,41 @@ def serve_command(
     host: Annotated[str, typer.Option(help="Interface to bind; anything but loopback needs --api-key.")]
     = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port.")] = 8080,
-    task: Annotated[list[Path] | None, typer.Option("--task", help="Task folder served at /v1/tasks/NAME "
+    tasks: Annotated[list[Path] | None, typer.Option("--task", help="Task folder served at /v1/tasks/NAME "
                                                        "(repeatable).")] = None,
-    fallback: Annotated[list[str] | None, typer.Option("--fallback", help="Cascade layer after the primary: "
+    fallbacks: Annotated[list[str] | None, typer.Option("--fallback", help="Cascade layer after the primary: "
                                                           "alias, .gguf, openai:URL#model (repeatable, in order).")]
     = None,
     quant: Annotated[str | None, typer.Option(help="Package rung to serve (default: recommended).")] = None,
-    log: Annotated[Path | None, typer.Option("--log", help="Request log (JSONL; default "
+    log_path: Annotated[Path | None, typer.Option("--log", help="Request log (JSONL; default "
                                                 "$HONED_HOME/serve/requests.jsonl).")] = None,
     log_max_mb: Annotated[float, typer.Option(min=0.001, help="Rotate the log past this size.")] = 64.0,
     log_keep: Annotated[int, typer.Option(min=1, help="Rotated logs to keep (.1 … .N).")] = 5,
     log_inputs: Annotated[str, typer.Option(help="What the log keeps of each input: full | hash | none "
                                             "(harvest and monitor need full).")] = "full",
-    api_key: Annotated[list[str] | None, typer.Option("--api-key", help="Accepted API key (repeatable; visible in "
+    api_keys: Annotated[list[str] | None, typer.Option("--api-key", help="Accepted API key (repeatable; visible in "
                                                          "`ps`: prefer --api-key-file or HONED_API_KEYS).")] = None,
     api_key_file: Annotated[Path | None, typer.Option(help="File of accepted API keys, one per line.")] = None,
-    allow_origin: Annotated[list[str] | None, typer.Option("--allow-origin", help="Browser origin allowed to call "
+    allow_origins: Annotated[list[str] | None, typer.Option("--allow-origin", help="Browser origin allowed to call "
                                                               "the server, e.g. http://localhost:3000 (repeatable)."
                                                               )] = None,
-    allow_host: Annotated[list[str] | None, typer.Option("--allow-host", help="Host header NAME:PORT to answer "
+    allow_hosts: Annotated[list[str] | None, typer.Option("--allow-host", help="Host header NAME:PORT to answer "
                                                             "besides the bound address (repeatable).")] = None,
     rate_limit: Annotated[float, typer.Option(min=0, help="Requests per minute per key; 0: off.")] = 600.0,
     max_body_kb: Annotated[int, typer.Option(min=1, help="Largest request body (413 above).")] = 256,
-    timeout: Annotated[float, typer.Option(min=0.1, help="Per-request time limit in seconds (504).")] = 60.0,
+    timeout_s: Annotated[float, typer.Option("--timeout", min=0.1, help="Per-request time limit in seconds (504).")] = 60.0,
     confidence: Annotated[str, typer.Option(help="margin | consistency | none")] = "margin",
-    margin: Annotated[float, typer.Option(help="Escalate below this p(answer) − p(next best); > 1 escalates all.")]
+    min_margin: Annotated[float, typer.Option("--margin", help="Escalate below this p(answer) − p(next best); > 1 escalates all.")]
     = 0.2,
     samples: Annotated[int, typer.Option(min=2, help="Samples for --confidence consistency.")] = 5,
     min_agreement: Annotated[float, typer.Option(min=0, max=1, help="Escalate below this sample agreement.")] = 0.6,
     constrained: Annotated[bool, typer.Option("--constrained/--free", help="Constrain task answers to the answer "
                                               "space.")] = True,
-    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads per in-process model.")] = None,
+    n_threads: Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads per in-process model.")] = None,
 ) -> None:
-    """Serve a model: OpenAI-compatible chat, /v1/tasks/NAME with validation and a cascade, a request log."""
+    """Serve a model: OpenAI-compatible chat, /v1/tasks/NAME with validation and a cascade, a request log.
+
+    Each parameter is the `ServeConfig` field of its name (the flags keep their short spellings)."""
     from honed.errors import UserError
     from honed.serve import ServeConfig, serve
 
@@ -64,12 +66,13 @@ def serve_command(
     from honed.task.spec import format_validation_errors
 
     try:
-        cfg = ServeConfig(target=target, host=host, port=port, tasks=task or [], fallbacks=fallback or [],
-                          quant=quant, log_path=log, log_max_mb=log_max_mb, log_keep=log_keep, log_inputs=kept,
-                          api_keys=api_key or [], api_key_file=api_key_file, allow_origins=allow_origin or [],
-                          allow_hosts=allow_host or [], rate_limit=rate_limit, max_body_kb=max_body_kb,
-                          timeout_s=timeout, confidence=mode, min_margin=margin, samples=samples,
-                          min_agreement=min_agreement, constrained=constrained, n_threads=threads)
+        cfg = ServeConfig(target=target, host=host, port=port, tasks=tasks or [], fallbacks=fallbacks or [],
+                          quant=quant, log_path=log_path, log_max_mb=log_max_mb, log_keep=log_keep,
+                          log_inputs=kept, api_keys=api_keys or [], api_key_file=api_key_file,
+                          allow_origins=allow_origins or [], allow_hosts=allow_hosts or [], rate_limit=rate_limit,
+                          max_body_kb=max_body_kb, timeout_s=timeout_s, confidence=mode, min_margin=min_margin,
+                          samples=samples, min_agreement=min_agreement, constrained=constrained,
+                          n_threads=n_threads)
     except ValidationError as exc:  # e.g. --margin 5: one line naming the option, not a pydantic traceback
         raise UserError(format_validation_errors("honed serve", exc, "invalid option")) from None
 
@@ -84,7 +87,7 @@ def serve_command(
             out.print(f"  task: POST {url}/v1/tasks/{name}  (or model='task:{name}')", highlight=False)
         out.print(f"  log: {server.log.path} (inputs: {cfg.log_inputs})  auth: "
                   f"{'API key' if server.keys.required else 'off (loopback)'}", highlight=False)
-        if api_key:
+        if api_keys:
             out.print("  note: keys given with --api-key show in `ps`; --api-key-file or HONED_API_KEYS do not",
                       highlight=False)
 
