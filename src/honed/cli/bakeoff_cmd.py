@@ -34,6 +34,7 @@ def bakeoff_command(
     from honed.report.bakeoff import bakeoff_html, bakeoff_markdown
     from honed.store import write_json_atomic, write_text_atomic
     from honed.task.spec import load_task
+    from honed.tracking import log_stage
 
     t = load_task(task)
     arms = [parse_arm(a) for a in arm] if arm else list(t.spec.bakeoff.arms)
@@ -44,6 +45,7 @@ def bakeoff_command(
     prices, prices_date = load_prices(prices_file)
     runs = run_arms(t, arms, split=split, repeats=repeats, limit=limit)
     doc = analyse(t, runs, hw, hw_date, prices, prices_date)
+    log_stage("bakeoff", None, doc)
     md = bakeoff_markdown(doc)
     print(md)
     if json_out:

@@ -53,6 +53,7 @@ def eval_command(
     from honed.evaluate.summary import markdown_summary
     from honed.store import write_json_atomic
     from honed.task.spec import load_task
+    from honed.tracking import log_stage
 
     t = load_task(task, prompt=prompt)
     options: dict[str, object] = {}
@@ -66,6 +67,7 @@ def eval_command(
                           progress=True)
     _print_md(markdown_summary(result.doc))
     if result.run_dir:
+        log_stage("eval", result.run_dir)
         out.print(f"[dim]run folder: {result.run_dir}[/]", highlight=False)
     if json_out:
         write_json_atomic(json_out, result.doc)

@@ -34,6 +34,7 @@ def export_command(
     """Merge the adapter, convert to GGUF, quantize a ladder, re-evaluate every rung, check the template round
     trip, write the Modelfile and the delivery package."""
     from honed.export.export import export
+    from honed.tracking import log_stage
 
     t0 = time.perf_counter()
     last = [t0]
@@ -45,6 +46,7 @@ def export_command(
 
     pkg = export(resolve_run_dir(run), out=out_dir, quants=[q.strip() for q in quants.split(",") if q.strip()], force=force,
                  modelfile=modelfile, version=version, on_stage=stage)
+    log_stage("export", pkg.root)
     m = pkg.manifest
     if json_out:
         print(json.dumps(m.model_dump(mode="json"), indent=2, ensure_ascii=False))

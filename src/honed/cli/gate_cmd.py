@@ -46,11 +46,13 @@ def gate_command(
 ) -> None:
     """Tuned vs base on the locked test, paired: improvement with a CI, forgetting, collapse, latency."""
     from honed.gate import gate
+    from honed.tracking import log_stage
 
     run_dir = resolve_run_dir(run, "run")
     vs_dir = resolve_run_dir(vs, "arm run") if vs else None
     result = gate(run_dir, vs=vs_dir, limit=limit, progress=not json_out,
                   on_stage=lambda msg: err.print(f"[dim]{escape(msg)}[/]", highlight=False))
+    log_stage("gate", run_dir)
     if json_out:
         print(json.dumps(result.doc, indent=2, ensure_ascii=False, default=str))
     else:

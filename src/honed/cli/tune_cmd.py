@@ -39,6 +39,7 @@ def tune_command(
     from honed.errors import UserError
     from honed.task.spec import load_task
     from honed.train.config import load_config
+    from honed.tracking import log_stage
     from honed.train.sft import tune
 
     given = {"TASK": task, "--model": model, "--method": method, "--config": config, "--rank": rank,
@@ -62,6 +63,7 @@ def tune_command(
                           time_budget=time_budget, prompt=prompt)
         summary = tune(t, cfg)
         model_name = cfg.model
+    log_stage("tune", Path(summary["run_dir"]))
     sel = summary["selection"]
     out.print(f"[bold]{summary['status']}[/] · run {summary['run_id']} · {summary['steps']} steps in "
               f"{summary['train_seconds']} s · {summary['train_tokens_per_s']} tok/s", highlight=False)
