@@ -301,10 +301,14 @@ def arch_from_config(cfg: dict[str, Any], *, name: str = "", source: str = "") -
 
 
 def read_arch(model: str) -> ModelArch:
-    """An HF checkpoint folder, a .gguf path or a model alias → its architecture."""
+    """An HF checkpoint folder, a Hugging Face hub id, a .gguf path or a model alias → its architecture."""
     p = Path(model).expanduser()
     if p.is_dir():
         return read_hf_arch(p)
+    from honed.train.loading import hub_snapshot, is_hub_id
+
+    if is_hub_id(model):
+        return read_hf_arch(hub_snapshot(model))  # offline: the cached copy, or the error naming HF_HUB_OFFLINE
     from honed.backends.models import resolve_gguf
 
     return read_gguf_arch(resolve_gguf(model))

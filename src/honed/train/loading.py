@@ -5,17 +5,39 @@ transformers dequantizes a GGUF into a normal torch model (same token ids, same 
 marks it as quantized: `hf_quantizer` is set and `config.quantization_config` describes the GGUF, so PEFT and
 Trainer refuse to train it and `save_pretrained` refuses to save it. The weights are plain floats by then, so we
 drop both marks: the model is rebuilt as what it really is, a float checkpoint.
+
+QLoRA (`quantization_config`, from `qlora_config`) needs a checkpoint: bitsandbytes quantizes the linears to NF4
+while `from_pretrained` reads a checkpoint, never a model already in memory. So a GGUF base (every alias is one)
+is dequantized once into a bf16 Hugging Face folder beside the models (`dequantized_checkpoint`, keyed by the
+GGUF's sha256) and that folder is loaded in 4 bits. We re-quantize rather than refuse because the dequantized
+floats are exactly what `--method lora` trains and what export merges the adapter into, so an adapter trained
+on NF4 of them lands on the same base; the price is a second quantization (GGUF Q4 → floats → NF4), which the
+manifest records. After loading, the model must really hold 4-bit layers, or `load_base` refuses: a run whose
+manifest says qlora never trained a float model.
+
+A Hugging Face model id (`org/name`) is downloaded into the hub cache where a hub is reachable; with
+`HF_HUB_OFFLINE` set only a cached copy is used, and a missing one is a one-line error naming the id.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from honed.backends.models import file_sha256, resolve_gguf
-from honed.errors import MissingDependency, ModelNotFound
+from honed.backends.models import file_sha256, models_dir, resolve_gguf
+from honed.errors import MissingDependency, ModelNotFound, UserError
+
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+"""`org/name`: what the Hugging Face hub calls a model (and what no local path here looks like)."""
+HUB_FILES = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "tokenizer*"]
+"""What a training load needs from a hub repository (not its .bin/.pth/.gguf/ONNX copies)."""
+DEQUANTIZED_DTYPE = "bfloat16"
+"""The dtype a GGUF is dequantized to before NF4: QLoRA computes in bf16, and it halves the folder on disk."""
 
 
 @dataclass
@@ -26,6 +48,8 @@ class LoadedModel:
     sha256: str  # of the GGUF file, or of the checkpoint's weight files
     chat_template: str | None
     from_gguf: bool
+    extra: dict[str, Any] = field(default_factory=dict)
+    """What the manifest's base_model adds: `hub_id`, and `quantization` (what bitsandbytes really loaded)."""
 
 
 def _weights_sha(folder: Path) -> str:
@@ -43,24 +67,53 @@ def _weights_sha(folder: Path) -> str:
 
 def load_base(model: str, *, dtype: str = "float32", device_map: str | None = None,
               quantization_config: Any = None) -> LoadedModel:
-    """Load `model` (alias, .gguf path or HF folder) as a trainable transformers model + tokenizer."""
+    """Load `model` (alias, .gguf path, HF folder or hub id) as a trainable transformers model + tokenizer;
+    with `quantization_config` (QLoRA), its linears in 4 bits, checked."""
     try:
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
     except ImportError:
         raise MissingDependency("transformers", extra="train", why="training") from None
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub: there is none here
-    torch_dtype = getattr(torch, dtype)
     folder = Path(model).expanduser()
-    if folder.is_dir() and (folder / "config.json").exists():
-        tok = AutoTokenizer.from_pretrained(folder)
-        m = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype, device_map=device_map,
-                                                 quantization_config=quantization_config)
-        return LoadedModel(m, tok, str(folder), _weights_sha(folder), tok.chat_template, from_gguf=False)
-    gguf = resolve_gguf(model)
-    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    m = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch_dtype,
-                                             device_map=device_map)
+    extra: dict[str, Any] = {}
+    if folder.is_dir():
+        if not (folder / "config.json").exists():
+            raise ModelNotFound(f"{folder} is a folder without config.json, so not a Hugging Face checkpoint: give "
+                                "the folder `save_pretrained` wrote, a .gguf file, or an alias (`honed models`)")
+    elif is_hub_id(model):
+        folder, extra["hub_id"] = hub_snapshot(model), model
+    else:
+        gguf = resolve_gguf(model)
+        if quantization_config is None:
+            return _load_gguf(gguf, dtype, device_map)
+        hf = dequantized_checkpoint(gguf)
+        m, tok = _load_folder(hf, dtype, device_map, quantization_config)
+        extra["quantization"] = quantization_record(m, quantization_config, via=f"{gguf.name} dequantized to "
+                                                    f"{DEQUANTIZED_DTYPE} ({hf}), then NF4 on load")
+        return LoadedModel(m, tok, str(gguf), file_sha256(gguf), tok.chat_template, from_gguf=True, extra=extra)
+    m, tok = _load_folder(folder, dtype, device_map, quantization_config)
+    if quantization_config is not None:
+        extra["quantization"] = quantization_record(m, quantization_config, via="NF4 on load")
+    return LoadedModel(m, tok, str(folder), _weights_sha(folder), tok.chat_template, from_gguf=False, extra=extra)
+
+
+def _load_folder(folder: Path, dtype: str, device_map: Any, quantization_config: Any) -> tuple[Any, Any]:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    m = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype), device_map=device_map,
+                                             quantization_config=quantization_config, local_files_only=True)
+    return m, tok
+
+
+def _load_gguf(gguf: Path, dtype: str, device_map: Any) -> LoadedModel:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
+    m = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=getattr(torch, dtype),
+                                             device_map=device_map, local_files_only=True)
     m.hf_quantizer = None
     if hasattr(m.config, "quantization_config"):
         del m.config.quantization_config
@@ -68,3 +121,118 @@ def load_base(model: str, *, dtype: str = "float32", device_map: str | None = No
         if getattr(m, attr, False):
             setattr(m, attr, False)
     return LoadedModel(m, tok, str(gguf), file_sha256(gguf), tok.chat_template, from_gguf=True)
+
+
+# --- QLoRA ------------------------------------------------------------------------------------------------------
+def qlora_missing() -> list[str]:
+    """What this machine lacks for QLoRA, each with how to get it (empty: it can run)."""
+    missing = []
+    try:
+        import torch
+    except ImportError:
+        return ['torch and transformers (pip install "honed[train]")']
+    if not torch.cuda.is_available():
+        missing.append(f"a CUDA GPU (torch {torch.__version__} is a CPU-only build)" if torch.version.cuda is None
+                       else f"a CUDA GPU (torch {torch.__version__}, CUDA {torch.version.cuda}, sees no device)")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        missing.append('bitsandbytes (pip install "honed[qlora]")')
+    return missing
+
+
+def qlora_config() -> Any:
+    """QLoRA's BitsAndBytesConfig: NF4 with double quantization, bf16 compute (the QLoRA paper's recipe, and the
+    planner's NF4 memory model); a UserError naming everything this machine lacks."""
+    missing = qlora_missing()
+    if missing:
+        raise UserError(f"--method qlora needs {' and '.join(missing)}: bitsandbytes' 4-bit kernels run on CUDA; "
+                        "on this machine train with --method lora")
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=torch.bfloat16)
+
+
+def count_4bit(model: Any) -> int:
+    """Linear layers bitsandbytes holds in 4 bits (counted by class name: no bitsandbytes import needed)."""
+    return sum(1 for m in model.modules() if type(m).__name__ == "Linear4bit")
+
+
+def quantization_record(model: Any, quantization_config: Any, via: str) -> dict[str, Any]:
+    """What was really loaded, for the manifest; refuses a model without 4-bit layers (it would train in full
+    precision under the name qlora)."""
+    n4 = count_4bit(model)
+    if not n4:
+        raise UserError(f"asked for a 4-bit base, but {type(model).__name__} loaded with no 4-bit linear layer "
+                        f"({via}): refusing to train it as QLoRA; use --method lora for a full-precision base")
+    return {"library": "bitsandbytes", "quant_type": quantization_config.bnb_4bit_quant_type,
+            "double_quant": bool(quantization_config.bnb_4bit_use_double_quant),
+            "compute_dtype": str(quantization_config.bnb_4bit_compute_dtype).removeprefix("torch."),
+            "linear_4bit_modules": n4, "via": via,
+            "kbit_preparation": "peft.prepare_model_for_kbit_training: base frozen, norms and embeddings fp32, "
+                                "gradient checkpointing on"}
+
+
+def prepare_kbit(model: Any, gradient_checkpointing: bool = True) -> Any:
+    """PEFT's k-bit preparation before the adapter: freeze the base, norms and embeddings to fp32, inputs that
+    require grad, gradient checkpointing (what the planner's QLoRA memory model assumes)."""
+    from peft import prepare_model_for_kbit_training
+
+    return prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing,
+                                           gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
+def dequantized_checkpoint(gguf: Path) -> Path:
+    """The GGUF as a bf16 Hugging Face checkpoint folder under the models folder, written once per GGUF sha256
+    (renamed into place whole, so a killed write never leaves a half folder to load)."""
+    import torch
+
+    sha = file_sha256(gguf)
+    folder = models_dir() / "hf-from-gguf" / f"{gguf.stem}-{sha[:16]}"
+    if (folder / "config.json").exists():
+        return folder
+    loaded = _load_gguf(gguf, DEQUANTIZED_DTYPE, None)
+    tmp = folder.with_name(f".{folder.name}.{os.getpid()}.partial")
+    loaded.model.to(getattr(torch, DEQUANTIZED_DTYPE)).save_pretrained(tmp)
+    loaded.tokenizer.save_pretrained(tmp)
+    (tmp / "honed-source.json").write_text(json.dumps({"gguf": str(gguf), "sha256": sha}, indent=1))
+    if folder.exists():  # a folder without config.json: an older torn write
+        import shutil
+
+        shutil.rmtree(folder)
+    tmp.replace(folder)
+    return folder
+
+
+# --- the hub ----------------------------------------------------------------------------------------------------
+def is_hub_id(model: str) -> bool:
+    """`org/name` that is no local path (and no .gguf file that is missing): a Hugging Face hub model id."""
+    path = Path(model).expanduser()
+    return bool(HUB_ID.fullmatch(model)) and not path.exists() and path.suffix != ".gguf"
+
+
+def hub_offline() -> bool:
+    """HF_HUB_OFFLINE as huggingface_hub reads it (1/ON/YES/TRUE), read now rather than at its import."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def hub_snapshot(repo_id: str) -> Path:
+    """`org/name` → a local snapshot folder: downloaded where a hub is reachable, the cached copy offline."""
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        raise MissingDependency("huggingface_hub", extra="train", why="models from the Hugging Face hub") from None
+    offline = hub_offline()
+    endpoint = os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=HUB_FILES, local_files_only=offline,
+                                      endpoint=endpoint))
+    except Exception as exc:  # noqa: BLE001 - offline miss, network, 401/404: all are one message to the user
+        if offline:
+            raise ModelNotFound(f"{repo_id!r} is a Hugging Face model id that is not in the local hub cache, and "
+                                "HF_HUB_OFFLINE is set, so honed may not download it: unset HF_HUB_OFFLINE where a "
+                                "hub is reachable, or give a local checkpoint folder, a .gguf or an alias") from None
+        why = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise ModelNotFound(f"{repo_id!r}: could not download it from {endpoint} ({type(exc).__name__}: {why}); "
+                            "check the id, the network and HF_TOKEN for gated models, or set HF_HUB_OFFLINE=1 and "
+                            "give a local checkpoint folder") from None

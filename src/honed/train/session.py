@@ -148,12 +148,11 @@ def prepare(task: Task, config: TuneConfig, store: Store | None = None, *, resum
     except ImportError:
         raise MissingDependency("trl", extra="train", why="fine-tuning") from None
     from honed.train.distributed import device_map
-    from honed.train.loading import load_base
+    from honed.train.loading import load_base, prepare_kbit, qlora_config
     from honed.train.plan_defaults import resolve_settings
 
     cuda = torch.cuda.is_available()
-    if config.method == "qlora" and not cuda:
-        raise UserError("QLoRA needs a CUDA GPU (bitsandbytes 4-bit kernels); on this machine use --method lora")
+    qcfg = qlora_config() if config.method == "qlora" else None  # a UserError naming what this machine lacks
     torch.manual_seed(config.seed)
     random.seed(config.seed)
     base_task = task.with_prompt("base")
@@ -167,15 +166,11 @@ def prepare(task: Task, config: TuneConfig, store: Store | None = None, *, resum
         assert_not_locked(task, train_items + val_items)
     except ImportError:  # the data stage is optional for a bare task folder
         pass
-    qcfg = None
-    if config.method == "qlora":
-        from transformers import BitsAndBytesConfig
-
-        qcfg = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                  bnb_4bit_compute_dtype=torch.bfloat16)
     loaded = load_base(config.model, dtype="bfloat16" if cuda else "float32",
                        device_map=device_map(cuda), quantization_config=qcfg)
     tokenizer, model = loaded.tokenizer, loaded.model
+    if qcfg is not None:  # load_base checked that the linears are 4-bit; freeze, upcast norms, checkpointing
+        model = prepare_kbit(model)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     tpl = from_tokenizer(tokenizer)
@@ -222,7 +217,7 @@ def prepare(task: Task, config: TuneConfig, store: Store | None = None, *, resum
         "run_id": run_id, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "task": task.name,
         "task_dir": str(task.root), "method": config.method, "prompt": task.prompt,
         "base_model": {"name": config.model, "path": loaded.source, "sha256": loaded.sha256,
-                       "from_gguf": loaded.from_gguf},
+                       "from_gguf": loaded.from_gguf, **loaded.extra},
         "data": {"train_items_sha256": items_hash(train_items), "val_items_sha256": items_hash(val_items),
                  "n_train": len(train_enc), "n_val": len(val_items)},
         "config_sha256": hashlib.sha256(canonical_json(resolved).encode()).hexdigest(),
