@@ -35,6 +35,24 @@ def choice_grammar(choices: Sequence[str]) -> str:
     return "root ::= " + " | ".join(_gbnf_literal(c) for c in choices)
 
 
+def gpu_layers(llama_cpp: Any, asked: int | None) -> int:
+    """Layers to offload: `asked`, else every layer (-1) where this llama.cpp build can offload (CUDA, Metal,
+    Vulkan) and none where it cannot. Layers asked of a CPU-only build are refused: the figures would be CPU
+    figures under a GPU setting."""
+    from honed.errors import UserError
+
+    can = bool(getattr(llama_cpp, "llama_supports_gpu_offload", lambda: False)())
+    if asked is None:
+        return -1 if can else 0
+    if asked < -1:
+        raise UserError(f"--gpu-layers {asked}: give a number of layers, 0 for none or -1 for all")
+    if asked and not can:
+        raise UserError(f"--gpu-layers {asked}: this llama-cpp-python build cannot offload to a GPU (CPU only); "
+                        'reinstall it with CMAKE_ARGS="-DGGML_CUDA=on" (Metal is on by default on macOS), or '
+                        "use --gpu-layers 0")
+    return asked
+
+
 class LlamaCppBackend(Backend):
     name = "llamacpp"
     supports_schema = True
@@ -42,7 +60,8 @@ class LlamaCppBackend(Backend):
     streams = True
     in_process = True
 
-    def __init__(self, model: str, *, n_ctx: int = 4096, n_threads: int | None = None, n_gpu_layers: int = 0,
+    def __init__(self, model: str, *, n_ctx: int = 4096, n_threads: int | None = None,
+                 n_gpu_layers: int | None = None,
                  chat_template: bool | None = None) -> None:
         try:
             import llama_cpp
@@ -50,6 +69,7 @@ class LlamaCppBackend(Backend):
             raise MissingDependency("llama-cpp-python", extra="llamacpp", why="the embedded backend") from None
         self._llama_cpp = llama_cpp
         path = resolve_gguf(model)
+        n_gpu_layers = gpu_layers(llama_cpp, n_gpu_layers)
         self._llm = llama_cpp.Llama(
             model_path=str(path), n_ctx=n_ctx, n_threads=n_threads or min(os.cpu_count() or 1, 8),
             n_gpu_layers=n_gpu_layers, verbose=False,
@@ -74,6 +94,7 @@ class LlamaCppBackend(Backend):
                 "file_type": meta.get("general.file_type"),
                 "n_params": self._llm.n_params() if hasattr(self._llm, "n_params") else None,
                 "n_ctx": n_ctx,
+                "n_gpu_layers": n_gpu_layers,
                 "prompt_format": self.chat_format.prompt_format,
             },
         )
@@ -195,6 +216,12 @@ class LlamaCppBackend(Backend):
             except StreamStopped:  # its traceback holds llama.cpp's half-run generator: dropped here, under the
                 pass               # lock, it closes now, not later while another request decodes
         raise StreamStopped
+
+    def cache_identity(self) -> str:
+        """The file's sha256, plus the offloaded layers when any: answers and timings on a GPU are not the
+        CPU's, so an arm on the GPU never reads a CPU arm's cached responses (and the reverse)."""
+        n = self.info.details.get("n_gpu_layers")
+        return self.info.sha256 if not n else f"{self.info.sha256}+gpu-layers:{n}"
 
     def close(self) -> None:
         llm = getattr(self, "_llm", None)

@@ -26,6 +26,9 @@ def bakeoff_command(
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the bake-off document here.")] = None,
     md_out: Annotated[Optional[Path], typer.Option("--md", help="Write the Markdown report here.")] = None,
     html_out: Annotated[Optional[Path], typer.Option("--html", help="Write the HTML report here.")] = None,
+    gpu_layers: Annotated[Optional[int], typer.Option("--gpu-layers", min=-1, help="Layers llama.cpp offloads "
+                                                      "to the GPU in the llamacpp arms (-1: all). Default: all "
+                                                      "where llama.cpp was built with CUDA/Metal, else 0.")] = None,
 ) -> None:
     """Models × quantizations × settings on the same items: quality with CIs, latency, memory, cost, Pareto."""
     from honed.cost import load_hardware, load_prices
@@ -43,7 +46,7 @@ def bakeoff_command(
                         "[[bakeoff.arms]] in honed.toml")
     hw, hw_date = load_hardware(hardware or t.spec.bakeoff.hardware, hardware_file)
     prices, prices_date = load_prices(prices_file)
-    runs = run_arms(t, arms, split=split, repeats=repeats, limit=limit)
+    runs = run_arms(t, arms, split=split, repeats=repeats, limit=limit, gpu_layers=gpu_layers)
     doc = analyse(t, runs, hw, hw_date, prices, prices_date)
     log_stage("bakeoff", None, doc)
     md = bakeoff_markdown(doc)

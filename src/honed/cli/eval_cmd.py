@@ -46,6 +46,9 @@ def eval_command(
     adapter: Annotated[Optional[Path], typer.Option(help="PEFT adapter folder (transformers backend).")] = None,
     prompt: Annotated[str, typer.Option(help="Prompt template: base (the task's `template`) or tuned (its "
                                         "`tuned_template`, for a model fine-tuned on it).")] = "base",
+    gpu_layers: Annotated[Optional[int], typer.Option("--gpu-layers", min=-1, help="llamacpp: layers offloaded "
+                                                      "to the GPU (-1: all). Default: all where llama.cpp was "
+                                                      "built with CUDA/Metal, else 0.")] = None,
 ) -> None:
     """Evaluate a model on a task split: metrics with 95% CIs, latency, failures by cause. Resumable."""
     from honed.backends import open_backend
@@ -61,6 +64,12 @@ def eval_command(
         options["base_url"] = base_url
     if adapter:
         options["adapter"] = str(adapter)
+    if gpu_layers is not None:
+        if backend != "llamacpp":
+            from honed.errors import UserError
+
+            raise UserError(f"--gpu-layers sets llama.cpp's offload; the {backend} backend places the model itself")
+        options["n_gpu_layers"] = gpu_layers
     with open_backend(backend, model, **options) as be:
         result = evaluate(t, be, split, repeats=repeats, concurrency=concurrency, constrained=constrained,
                           max_tokens=max_tokens, temperature=temperature, think=think, limit=limit,

@@ -54,13 +54,16 @@ def parse_arm(text: str) -> ArmSpec:
         raise UserError(f"arm {text!r}: {exc}") from None
 
 
-def _eval_args(task: Task, arm: ArmSpec, split: str, repeats: int, limit: int | None, out: Path) -> list[str]:
+def _eval_args(task: Task, arm: ArmSpec, split: str, repeats: int, limit: int | None, out: Path,
+               gpu_layers: int | None = None) -> list[str]:
     args = [sys.executable, "-m", "honed", "eval", str(task.source or task.root), "--model", arm.model,
             "--backend", arm.backend, "--split", split, "--repeats", str(repeats), "--json", str(out)]
     for flag, value in (("--base-url", arm.base_url), ("--adapter", arm.adapter), ("--max-tokens", arm.max_tokens),
                         ("--temperature", arm.temperature), ("--limit", limit)):
         if value is not None:
             args += [flag, str(value)]
+    if gpu_layers is not None and arm.backend == "llamacpp":
+        args += ["--gpu-layers", str(gpu_layers)]
     if arm.constrained is not None:
         args.append("--constrained" if arm.constrained else "--free")
     if arm.think is not None:
@@ -80,8 +83,9 @@ class ArmRun:
 
 
 def run_arms(task: Task, arms: list[ArmSpec], *, split: str = "test", repeats: int = 1, limit: int | None = None,
-             quiet: bool = False) -> list[ArmRun]:
-    """Run every arm through `honed eval` in its own process (cached, resumable)."""
+             quiet: bool = False, gpu_layers: int | None = None) -> list[ArmRun]:
+    """Run every arm through `honed eval` in its own process (cached, resumable); `gpu_layers`: llama.cpp's
+    offload for the llamacpp arms (None: its default, every layer where the build can offload)."""
     labels = [a.display() for a in arms]
     dupes = {x for x in labels if labels.count(x) > 1}
     if dupes:
@@ -91,8 +95,8 @@ def run_arms(task: Task, arms: list[ArmSpec], *, split: str = "test", repeats: i
     with tempfile.TemporaryDirectory() as tmp:
         for i, arm in enumerate(arms):
             out = Path(tmp) / f"arm{i}.json"
-            proc = subprocess.run(_eval_args(task, arm, split, repeats, limit, out), env=dict(os.environ),
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE if quiet else None, text=True)
+            proc = subprocess.run(_eval_args(task, arm, split, repeats, limit, out, gpu_layers),
+                                  env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE if quiet else None, text=True)
             if proc.returncode != 0:
                 detail = (proc.stderr or "").strip().splitlines()[-1:] if quiet else []
                 raise UserError(f"arm {arm.display()!r} failed (exit {proc.returncode})"
@@ -175,6 +179,7 @@ def analyse(task: Task, runs: list[ArmRun], hardware: HardwareProfile, hardware_
             "arm": r.arm.model_dump(exclude_none=True),
             "run_id": d["run_id"],
             "model": d["model"],
+            "gpu_layers": d["model"].get("details", {}).get("n_gpu_layers"),  # llamacpp arms: what ran
             "settings": d["settings"],
             "metrics": d["metrics"],
             "ci": d["ci"],
