@@ -84,7 +84,7 @@ def test_family_table() -> None:
                           "<think>\n\n</think>\n\n{% endif %}")
     assert qwen3.thinking_off and "<think>\n\n</think>\n\n{{ .Response }}" in qwen3.template
     with pytest.raises(UserError, match="--modelfile"):
-        detect_family("[INST] {{ messages }} [/INST]")
+        detect_family("### Instruction:\n{{ messages }}\n### Response:\n")
     gemma = gotemplate.render(FAMILIES["gemma"].template, {"System": "S", "Prompt": "P"}, cut_at_response=True)
     assert gemma == "<start_of_turn>user\nS\n\nP<end_of_turn>\n<start_of_turn>model\n"
 

@@ -42,6 +42,24 @@ FAMILIES: dict[str, Family] = {
     # Gemma has no system role: its template folds the system text into the first user turn.
     "gemma": Family("gemma", "<start_of_turn>user\n{{ if .System }}{{ .System }}\n\n{{ end }}{{ .Prompt }}"
                     "<end_of_turn>\n<start_of_turn>model\n{{ .Response }}<end_of_turn>\n", ("<end_of_turn>",)),
+    # Llama 3 (Meta-Llama-3-*-Instruct and kin): header turns ended by <|eot_id|>; the BOS the template writes as
+    # text is the BOS llama.cpp and Ollama add as a token, so the TEMPLATE leaves it out.
+    "llama3": Family("llama3", "{{ if .System }}<|start_header_id|>system<|end_header_id|>\n\n{{ .System }}<|eot_id|>"
+                     "{{ end }}{{ if .Prompt }}<|start_header_id|>user<|end_header_id|>\n\n{{ .Prompt }}<|eot_id|>"
+                     "{{ end }}<|start_header_id|>assistant<|end_header_id|>\n\n{{ .Response }}<|eot_id|>",
+                     ("<|eot_id|>", "<|start_header_id|>", "<|end_header_id|>")),
+    # Mistral v0.3 and later ([INST] q[/INST], the answer after a space): the space belongs to the answer, so
+    # it is written only with a response and the generation prompt ends at [/INST], as training's does. Their
+    # templates put a system message in the last user turn only; honed folds it the same way.
+    "mistral": Family("mistral", "[INST] {{ if .System }}{{ .System }}\n\n{{ end }}{{ .Prompt }}[/INST]"
+                      "{{ if .Response }} {{ .Response }}</s>{{ end }}", ("</s>", "[INST]")),
+    # Mistral v0.1/v0.2 ([INST] q [/INST]answer</s>): no system role in their templates.
+    "mistral-v1": Family("mistral-v1", "[INST] {{ if .System }}{{ .System }}\n\n{{ end }}{{ .Prompt }} [/INST]"
+                         "{{ .Response }}</s>", ("</s>", "[INST]")),
+    # Phi-3 / Phi-3.5: <|system|> / <|user|> / <|assistant|> turns ended by <|end|>.
+    "phi3": Family("phi3", "{{ if .System }}<|system|>\n{{ .System }}<|end|>\n{{ end }}{{ if .Prompt }}<|user|>\n"
+                   "{{ .Prompt }}<|end|>\n{{ end }}<|assistant|>\n{{ .Response }}<|end|>\n",
+                   ("<|end|>", "<|endoftext|>", "<|user|>", "<|assistant|>")),
     # A base model without a chat template: honed.task.prompt.render_plain's layout, answer after "Answer:".
     "plain": Family("plain", "{{ if .System }}{{ .System }}\n\n{{ end }}{{ .Prompt }}\n\nAnswer:{{ .Response }}{eos}",
                     ("{eos}", "\n\n", "\nQuestion:", "\nInput:")),
@@ -57,9 +75,20 @@ def detect_family(chat_template: str | None) -> Family:
         return FAMILIES["chatml-think" if thinking else "chatml"]
     if "<start_of_turn>" in chat_template:
         return FAMILIES["gemma"]
+    if "<|start_header_id|>" in chat_template:
+        if "Today Date" in chat_template:
+            raise UserError("this Llama 3.1+ chat template writes a date into every system turn (3.2 and later: "
+                            "today's date), so no fixed Modelfile TEMPLATE renders what training rendered; write "
+                            "one by hand and pass it with `--modelfile FILE` — the template round trip will check it")
+        return FAMILIES["llama3"]
+    if "[INST]" in chat_template:
+        return FAMILIES["mistral-v1" if "' [/INST]'" in chat_template or '" [/INST]"' in chat_template
+                        else "mistral"]
+    if "<|assistant|>" in chat_template and "<|end|>" in chat_template:
+        return FAMILIES["phi3"]
     raise UserError("honed has no Modelfile template for this model's chat template family (it knows ChatML, "
-                    "Gemma turns and plain completion); write one and pass it with `--modelfile FILE` — the "
-                    "template round trip will check it")
+                    "Gemma, Llama 3, Mistral and Phi-3 turns and plain completion); write one and pass it with "
+                    "`--modelfile FILE` — the template round trip will check it")
 
 
 @dataclass
