@@ -26,6 +26,7 @@ from typing import Any
 
 from honed.errors import UserError
 from honed.train.dataset import Encoded
+from honed.train.distributed import agree, check_world, guarded_step
 
 SCHEDULES = ("linear", "cosine", "constant", "constant_with_warmup")
 
@@ -164,6 +165,7 @@ def train_loop(model: Any, rows: list[Encoded], *, batch_size: int, grad_accum: 
         from accelerate import Accelerator
 
         accelerator = Accelerator()
+        check_world(accelerator)
         model, opt = accelerator.prepare(model, opt)
         rank = accelerator.process_index
     device = accelerator.device if accelerator else next(model.parameters()).device
@@ -220,8 +222,11 @@ def train_loop(model: Any, rows: list[Encoded], *, batch_size: int, grad_accum: 
                 plan.fit_budget(step, time.perf_counter() - t0, sorted(timed)[len(timed) // 2], val_s)
                 fitted_val = val_s
             over = plan.budget_s is not None and time.perf_counter() - t0 + val_s > plan.budget_s * 1.1
+            if accelerator is not None:  # rank 0's plan and clock decide for every rank (honed.train.distributed)
+                plan.total, plan.eval_every, spent = agree(accelerator, plan.total, plan.eval_every, int(over))
+                over = bool(spent)
             last = step >= plan.total or over
-            if after_step(step, last):
+            if guarded_step(accelerator, model, after_step, step, last, plan.eval_every):
                 break
             if over:
                 plan.notes.append(f"stopped at step {step}: the time budget ran out before the planned "
