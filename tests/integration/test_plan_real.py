@@ -49,13 +49,19 @@ def test_header_reader_agrees_with_gguf_py() -> None:
     assert ours == {t.name: (t.tensor_type.name, int(t.n_bytes)) for t in reader.tensors}
 
 
-@pytest.mark.parametrize("alias", sorted(MODELS))
-def test_parameter_count_equals_transformers(alias: str) -> None:
+def test_parameter_count_equals_transformers() -> None:
+    """transformers' own model of the GGUF's config, built on the meta device: its architecture counts the
+    parameters (tied embeddings once), not its weights (the file's tensors are counted above, for both models).
+    SmolLM2 only: reading Gemma's config parses its 262k-token vocabulary (a minute on 2 cores) to confirm a count
+    that Gemma's own tensors already confirm."""
+    alias = "smollm2-135m"
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
     path = gguf_or_skip(alias)
-    model = transformers.AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
-    assert model.num_parameters() == read_arch(alias).n_params
+    config = transformers.AutoConfig.from_pretrained(path.parent, gguf_file=path.name)
+    with torch.device("meta"):
+        model = transformers.AutoModelForCausalLM.from_config(config)
+    assert model.num_parameters() == read_arch(alias).n_params == MODELS[alias]
 
 
 @pytest.mark.parametrize(("alias", "ftype"), [("smollm2-135m", "Q4_1"), ("gemma3-270m", "Q4_K_M")])
