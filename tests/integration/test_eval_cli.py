@@ -1,4 +1,8 @@
-"""`honed eval` as a user runs it: a real subprocess, the real SmolLM2, real files."""
+"""`honed eval` as a user runs it: a real subprocess, real files, llama.cpp on the tiny model's GGUF
+(tests/tiny_model.py: SmolLM2's tokenizer and chat template, random weights) for every kind's metrics and run
+folder, which need no model that knows the answers. A base model without a chat template is the real Gemma 3
+270M base; the resume after SIGKILL needs answers of a steady length, and `honed compare` two runs whose answers
+differ item by item both ways (SmolLM2 free vs constrained)."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,10 +32,11 @@ KIND_METRICS = {
 
 
 @pytest.mark.parametrize("kind", ["classify", "pick", "extract", "generate"])
-def test_eval_each_example(kind: str, tmp_path: Path, honed_home: Path) -> None:
+def test_eval_each_example(kind: str, tmp_path: Path, honed_home: Path, tiny_model: Any) -> None:
     out = tmp_path / "result.json"
-    proc = honed("eval", str(EXAMPLES / kind), "--model", "smollm2-135m", "--limit", "6", "--json", str(out),
-                 home=honed_home)
+    # random weights write until max_tokens: 32 keeps extract's JSON grammar (~40 ms a token) to seconds
+    proc = honed("eval", str(EXAMPLES / kind), "--model", str(tiny_model.gguf), "--limit", "6", "--max-tokens", "32",
+                 "--json", str(out), home=honed_home)
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(out.read_text())
     for key in ("task", "model", "n_items", "metrics", "ci", "latency_ms", "ttft_ms", "tokens_per_s", "failures"):
@@ -66,7 +72,11 @@ def _count_responses(home: Path) -> int:
 
 
 def test_sigkill_then_rerun_gives_identical_metrics(tmp_path: Path, honed_home: Path) -> None:
-    args = ["eval", str(EXAMPLES / "classify"), "--model", "smollm2-135m", "--limit", "24"]
+    """SmolLM2, whose constrained answers each take long enough for the kill to land between the 8th and the
+    last; the tiny model's answers are either a few tokens (gone before a kill lands) or, free, 160 tokens of
+    per-token overhead each (6 minutes on a busy machine)."""
+    n = 24
+    args = ["eval", str(EXAMPLES / "classify"), "--model", "smollm2-135m", "--limit", str(n)]
     env = {**os.environ, "HONED_HOME": str(honed_home)}
     proc = subprocess.Popen([sys.executable, "-m", "honed", *args], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -77,12 +87,12 @@ def test_sigkill_then_rerun_gives_identical_metrics(tmp_path: Path, honed_home: 
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     done_before = _count_responses(honed_home)
-    assert 8 <= done_before < 24
+    assert 8 <= done_before < n
 
     resumed = honed(*args, "--json", str(tmp_path / "resumed.json"), home=honed_home)
     assert resumed.returncode == 0, resumed.stderr
     doc = json.loads((tmp_path / "resumed.json").read_text())
-    assert doc["cache"]["hits"] >= done_before and doc["cache"]["misses"] == 24 - doc["cache"]["hits"]
+    assert doc["cache"]["hits"] >= done_before and doc["cache"]["misses"] == n - doc["cache"]["hits"]
 
     fresh_home = tmp_path / "fresh"
     fresh = honed(*args, "--json", str(tmp_path / "fresh.json"), home=fresh_home)
@@ -95,7 +105,7 @@ def test_sigkill_then_rerun_gives_identical_metrics(tmp_path: Path, honed_home: 
     again = honed(*args, "--json", str(tmp_path / "again.json"), home=honed_home)
     assert again.returncode == 0, again.stderr
     second = json.loads((tmp_path / "again.json").read_text())
-    assert second["cache"]["hits"] == 24
+    assert second["cache"]["hits"] == n
     for key in ("metrics", "ci", "failures", "latency_ms", "ttft_ms", "tokens_per_s"):
         assert second[key] == doc[key], key
 
@@ -157,6 +167,7 @@ def test_compare_two_runs(tmp_path: Path, honed_home: Path) -> None:
 
 
 def test_base_model_without_template_gets_plain_prompt(tmp_path: Path, honed_home: Path) -> None:
+    """The real Gemma 3 270M base: a GGUF that really ships no chat template (the tiny model carries SmolLM2's)."""
     out = tmp_path / "g.json"
     proc = honed("eval", str(EXAMPLES / "classify"), "--model", "gemma3-270m", "--limit", "3", "--json", str(out),
                  home=honed_home)
