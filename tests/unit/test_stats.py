@@ -144,7 +144,7 @@ def test_paired_bootstrap_p_value_is_two_sided() -> None:
     ba = paired_bootstrap(_mean_of(b), _mean_of(a), 80, n_resamples=400, seed=5)
     assert ab["diff"] == -ba["diff"]
     assert ab["p_value"] == pytest.approx(ba["p_value"], abs=0.02)
-    assert 0.05 < ab["p_value"] <= 1.0
+    assert ab["p_value"] > 0.05  # two draws of the same rate: no significant difference either way
 
 
 # --- holm ---
