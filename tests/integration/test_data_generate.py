@@ -3,6 +3,8 @@
 The tiny teacher writes poor examples, so the real filters reject most of them; the tests assert what holds
 for any teacher (each stage passes on at most what it received, the kept items pass every filter again, the
 run folder records every candidate's fate, a re-run is answered from the cache), not invented counts.
+SmolLM2, not the tiny random model: a random teacher's candidates all fall at the first filter, and the later
+stages (consistency of k answers, grounding in the source) would never see one.
 """
 
 from __future__ import annotations

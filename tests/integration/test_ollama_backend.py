@@ -1,5 +1,7 @@
 """OllamaBackend against a real local HTTP server that speaks Ollama's native API (_ollama_server.py), backed
-by the real SmolLM2 through llama_cpp: Ollama itself cannot be installed here."""
+by the real SmolLM2 through llama_cpp: Ollama itself cannot be installed here. SmolLM2, not the tiny random
+model: these tests read how an answer ends (done_reason "stop" and "length" both seen, a JSON object that closes
+within its tokens), and only a model that ends its answers shows that; its answers here are a few tokens each."""
 
 from __future__ import annotations
 

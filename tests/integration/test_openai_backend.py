@@ -1,4 +1,8 @@
-"""OpenAIBackend against a real `python -m llama_cpp.server` serving SmolLM2 on 127.0.0.1."""
+"""OpenAIBackend against a real `python -m llama_cpp.server` serving SmolLM2 on 127.0.0.1.
+
+SmolLM2, not the tiny random model: these tests read how answers end (finish "stop" on a short answer, "cold"
+for the opposite of hot, a JSON object that closes within 48 tokens), which only a model that ends its answers
+shows; each answer here is a few tokens, so the real model costs seconds."""
 
 from __future__ import annotations
 

@@ -4,6 +4,9 @@ Gemma 3 270M base model (fallback), the official `openai` client, the request lo
 Server A: no keys, `--margin 1.01` (no answer can reach it) so every task request escalates to Gemma.
 Server B: SmolLM2 alone with API keys. The load test and the kill -9 run against a server of their own (same
 settings), so no later test meets a server that one test killed.
+Real models, not the tiny random one: a chat answer that closes its JSON object and stops within its tokens, a
+base model without a chat template behind the fallback, and answers slow enough that requests queue under load
+are what these tests read; the real models answer them in seconds.
 """
 
 from __future__ import annotations
