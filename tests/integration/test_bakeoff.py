@@ -1,13 +1,19 @@
-"""`honed quantize` + `honed bakeoff` on the example classify task, and its HTML in headless Chromium."""
+"""`honed quantize` + `honed bakeoff` on the example classify task, and its HTML in headless Chromium.
+
+Three arms are the tiny model's F16 GGUF and the two rungs `honed quantize` makes of it (tests/tiny_model.py:
+the ladder, the statistics and the report are mechanics); the fourth is the real Gemma 3 270M base, kept because
+only a real model without a chat template shows the plain-completion prompt, and a 241 MiB file a larger peak
+memory than a tiny one."""
 
 from __future__ import annotations
 
 import json
 import shutil
+from typing import Any
 
 import pytest
 
-from tests.conftest import EXAMPLES, REPO
+from tests.conftest import EXAMPLES, REPO, require_models
 from tests.conftest import honed_cli as honed
 
 pytestmark = pytest.mark.integration
@@ -16,17 +22,18 @@ ARTIFACTS = REPO / "test-artifacts"
 
 
 @pytest.fixture(scope="module")
-def bakeoff(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def bakeoff(tmp_path_factory: pytest.TempPathFactory, tiny_model: Any) -> dict:
+    require_models("gemma3-270m")
     tmp = tmp_path_factory.mktemp("bakeoff")
     home = tmp / "home"
-    q = honed("quantize", "smollm2-135m", "--to", "Q8_0,Q4_K_M", "--out", str(tmp / "ladder"), home=home)
+    q = honed("quantize", str(tiny_model.gguf), "--to", "Q8_0,Q4_K_M", "--out", str(tmp / "ladder"), home=home)
     assert q.returncode == 0, q.stderr
-    q8, q4km = tmp / "ladder" / "SmolLM2-135M-Instruct.Q8_0.gguf", tmp / "ladder" / "SmolLM2-135M-Instruct.Q4_K_M.gguf"
+    q8, q4km = tmp / "ladder" / "tiny-smollm2.Q8_0.gguf", tmp / "ladder" / "tiny-smollm2.Q4_K_M.gguf"
     assert q8.exists() and q4km.exists() and q8.stat().st_size > q4km.stat().st_size
     out = {k: tmp / f"bakeoff.{k}" for k in ("json", "md", "html")}
     proc = honed("bakeoff", str(EXAMPLES / "classify"), "--limit", "8",
-                 "--arm", "smollm2-135m,label=smollm2-Q4_1", "--arm", f"{q8},label=smollm2-Q8_0",
-                 "--arm", f"{q4km},label=smollm2-Q4_K_M", "--arm", "gemma3-270m",
+                 "--arm", f"{tiny_model.gguf},label=tiny-F16", "--arm", f"{q8},label=tiny-Q8_0",
+                 "--arm", f"{q4km},label=tiny-Q4_K_M", "--arm", "gemma3-270m",
                  "--json", str(out["json"]), "--md", str(out["md"]), "--html", str(out["html"]), home=home)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return {"doc": json.loads(out["json"].read_text()), "paths": out, "stdout": proc.stdout}
@@ -34,7 +41,7 @@ def bakeoff(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 def test_bakeoff_document(bakeoff: dict) -> None:
     doc = bakeoff["doc"]
-    assert [a["label"] for a in doc["arms"]] == ["smollm2-Q4_1", "smollm2-Q8_0", "smollm2-Q4_K_M", "gemma3-270m"]
+    assert [a["label"] for a in doc["arms"]] == ["tiny-F16", "tiny-Q8_0", "tiny-Q4_K_M", "gemma3-270m"]
     shas = {a["model"]["sha256"] for a in doc["arms"]}
     assert len(shas) == 4  # four distinct model files, each traced by its hash
     for a in doc["arms"]:
@@ -63,7 +70,7 @@ def test_bakeoff_document(bakeoff: dict) -> None:
     assert gemma["model"]["prompt_format"] == "plain_completion"
     assert gemma["peak_memory_mb"] > doc["arms"][0]["peak_memory_mb"]
     md = bakeoff["paths"]["md"].read_text()
-    assert "| smollm2-Q8_0 |" in md and "Pareto" in md and md.strip() in bakeoff["stdout"]
+    assert "| tiny-Q8_0 |" in md and "Pareto" in md and md.strip() in bakeoff["stdout"]
 
 
 def test_bakeoff_html_renders_offline_in_chromium(bakeoff: dict) -> None:
