@@ -1,5 +1,7 @@
-"""`honed monitor` on a real package built by hand from the contract (the real SmolLM2 GGUF as its one rung,
-examples/classify as its task), against request logs whose answers the real model gave.
+"""`honed monitor` on a real package built by hand from the contract (the tiny model's F16 GGUF as its one rung,
+tests/tiny_model.py; examples/classify as its task), against request logs whose answers that model gave through
+llama.cpp. Monitoring is mechanics: anchors are judged against what the rung answered at export, drift against
+the eval set's inputs, so a model that knows the task adds minutes and no check.
 
 Planted: a log of in-distribution inputs (no input-drift flag), a log of restaurant-booking messages (input
 drift flagged), a package whose anchors the model gets wrong (anchor FAIL, exit 1), a Q8_0 re-quantization as
@@ -19,7 +21,7 @@ import pytest
 from typer.testing import CliRunner
 
 from honed.backends import open_backend
-from honed.backends.models import file_sha256, resolve_gguf
+from honed.backends.models import file_sha256
 from honed.cost.model import load_hardware, load_prices
 from honed.data.logs import LogRecord, append_record
 from honed.export.package import Acceptance, Anchor, Manifest, Rung, write_anchors, write_manifest
@@ -33,7 +35,7 @@ from tests.conftest import EXAMPLES, REPO
 pytestmark = pytest.mark.integration
 
 T0 = datetime(2026, 11, 2, tzinfo=UTC)
-GGUF_NAME = "support-triage-smollm2-135m-v1-Q4_1.gguf"
+GGUF_NAME = "support-triage-tiny-smollm2-v1-F16.gguf"
 
 
 def constrained(toml: str) -> str:
@@ -61,33 +63,33 @@ def build_package(root: Path, gguf: Path, *, min_value: float, anchors: list[Anc
     write_anchors(root, anchors)
     write_manifest(root, Manifest(
         task="support-triage", kind="classify", version="v1",
-        base_model={"name": "smollm2-135m", "sha256": file_sha256(gguf)},
-        rungs=[Rung(quant="Q4_1", file=GGUF_NAME, metrics={})], recommended="Q4_1",
+        base_model={"name": "tiny-smollm2", "sha256": file_sha256(gguf)},
+        rungs=[Rung(quant="F16", file=GGUF_NAME, metrics={})], recommended="F16",
         acceptance=Acceptance(primary_metric="macro_f1", min_value=min_value), gate={"status": "PASS"}))
     return root
 
 
-def log_from(task_dir: Path, texts: list[str], path: Path, *, escalate_every: int = 10) -> Path:
-    """A request log of the real model's answers to `texts`, one request every 20 minutes; every
+def log_from(task_dir: Path, gguf: Path, texts: list[str], path: Path, *, escalate_every: int = 10) -> Path:
+    """A request log of the model's answers to `texts`, one request every 20 minutes; every
     `escalate_every`-th request is logged as escalated to a cloud fallback."""
     task = load_task(task_dir)
     items = [Item(id=str(i), inputs={"text": t}) for i, t in enumerate(texts)]
-    with open_backend("llamacpp", "smollm2-135m") as be:
+    with open_backend("llamacpp", str(gguf)) as be:
         recs = answer_items(task, be, items)
     for i, (item, rec) in enumerate(zip(items, recs, strict=True)):
         esc = i % escalate_every == escalate_every - 1
         append_record(path, LogRecord.new(
             task=task.name, inputs=item.inputs, output=rec.text, answer=rec.answer,
-            layer="fallback" if esc else "tuned", model="gpt-4o-mini" if esc else "smollm2-135m",
+            layer="fallback" if esc else "tuned", model="gpt-4o-mini" if esc else "tiny-smollm2",
             latency_ms=rec.latency_s * 1000, timestamp=T0 + timedelta(minutes=20 * i),
             signals={"escalated": esc}))
     return path
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def world(tmp_path_factory: pytest.TempPathFactory, tiny_model: Any) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("monitor")
-    gguf = resolve_gguf("smollm2-135m")
+    gguf = tiny_model.gguf
     task_dir = root / "task-src"
     shutil.copytree(EXAMPLES / "classify", task_dir)
     (task_dir / "honed.toml").write_text(constrained((task_dir / "honed.toml").read_text()))
@@ -105,8 +107,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "root": root, "gguf": gguf, "task_dir": task_dir, "truth": truth, "model_said": said,
         "good": build_package(root / "pkg-good", gguf, min_value=0.9, anchors=agreeing),
         "bad": build_package(root / "pkg-bad", gguf, min_value=0.9, anchors=truth),
-        "log_in": log_from(task_dir, val[:24], root / "in.jsonl"),
-        "log_shifted": log_from(task_dir, rest[:24], root / "shifted.jsonl"),
+        "log_in": log_from(task_dir, gguf, val[:24], root / "in.jsonl"),
+        "log_shifted": log_from(task_dir, gguf, rest[:24], root / "shifted.jsonl"),
     }
 
 
