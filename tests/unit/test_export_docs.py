@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 
-from honed.display import fmt, fmt_ci
 from honed.evaluate import scorers
 from honed.evaluate.scoring import ItemRecord
 from honed.export.docs import render_benchmarks
@@ -102,9 +101,9 @@ def test_classify_benchmarks_numbers_match_their_sources(tmp_path: Path) -> None
                     "## Confusion matrix", "## Before and after", "## Failures it still makes"):
         assert heading in md
     # gate.json numbers, written the documents' one way
-    assert f"| base `smollm2-135m` | {fmt(0.25)} | {fmt_ci([0.1, 0.4])} | {fmt(812.25, 1)} | `run-base` |" in md
-    assert f"| tuned `smollm2-135m` + adapter | {fmt(0.75)} | {fmt_ci([0.5, 0.9])} | {fmt(845.5, 1)} |" in md
-    assert f"paired 95% CI {fmt_ci([0.25, 0.75])}, p = 0.0123" in md and "≥ 0.275" in md
+    assert "| base `smollm2-135m` | 0.250 | [0.100, 0.400] | 812.2 | `run-base` |" in md  # 812.25: half to even
+    assert "| tuned `smollm2-135m` + adapter | 0.750 | [0.500, 0.900] | 845.5 |" in md
+    assert "paired 95% CI [0.250, 0.750], p = 0.0123" in md and "≥ 0.275" in md
     assert "| latency | **no** | p95 845.5 ms > 800 ms |" in md
     # the ladder row and the recommendation with the tolerance
     assert ("| Q4_K_M | `t-smollm2-v1-Q4_K_M.gguf` | 0.738 | [0.480, 0.880] | 120.0 | 180.8 | 300 | 0.0021 | 0.938 "
@@ -159,7 +158,7 @@ def test_extract_and_generate_say_what_replaces_the_confusion_matrix(tmp_path: P
                                        entities_key=ex.entities_key,
                                        relationships_key=ex.relationships_key)["per_field"]
     f = per_field["entities"]
-    assert f"| `entities` | 0.000 | {fmt(f['f1'])} | {fmt(f['precision'])} | {fmt(f['recall'])} | {f['support']} |" in md
+    assert f"| `entities` | 0.000 | {f['f1']:.3f} | {f['precision']:.3f} | {f['recall']:.3f} | {f['support']} |" in md
     assert f"- expected: `{json.dumps(items[1].expected)}`" in md  # JSON, as the model must write it
 
     root = package_task(tmp_path / "g", "generate")
