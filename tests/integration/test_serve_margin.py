@@ -1,14 +1,15 @@
 """The margin signal's raw material, `LlamaCppBackend.choice_logprobs`, against an independent computation
-(llama.cpp with logits for every position) on the real SmolLM2; and it leaves the KV cache usable."""
+(llama.cpp with logits for every position) on the tiny model's F16 GGUF (tests/tiny_model.py: SmolLM2's
+tokenizer and template); and it leaves the KV cache usable."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import pytest
 
 from honed.backends.llamacpp import LlamaCppBackend
-from honed.backends.models import resolve_gguf
-from honed.errors import ModelNotFound
 from honed.task.data import Item
 from honed.task.prompt import build_request
 from honed.task.spec import load_task
@@ -34,13 +35,9 @@ def _reference(path: str, prompt: list[int], choice: list[int]) -> float:
     return float(total)
 
 
-def test_choice_logprobs_match_a_full_logits_pass() -> None:
-    try:
-        resolve_gguf("smollm2-135m")
-    except ModelNotFound as exc:
-        pytest.skip(str(exc))
+def test_choice_logprobs_match_a_full_logits_pass(tiny_model: Any) -> None:
     task = load_task(EXAMPLES / "classify")
-    with LlamaCppBackend("smollm2-135m", n_threads=2) as b:
+    with LlamaCppBackend(str(tiny_model.gguf), n_threads=2) as b:
         req = build_request(task, Item("x", {"text": "The app crashes on login"}), Sampling(max_tokens=8),
                             constrained=True)
         first = b.generate([req])[0].text

@@ -1,5 +1,6 @@
-"""`honed serve PACKAGE`: a delivery package built by hand from the contract in `honed.export.package` (the
-SmolLM2 GGUF hard-linked as the only rung); and the refusals that must come before any port opens.
+"""`honed serve PACKAGE`: a delivery package built by hand from the contract in `honed.export.package` (the tiny
+model's F16 GGUF, tests/tiny_model.py, hard-linked as the only rung: the task's answers are constrained, so valid
+whatever the weights); and the refusals that must come before any port opens.
 """
 
 from __future__ import annotations
@@ -10,12 +11,12 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
-from honed.backends.models import file_sha256, resolve_gguf
-from honed.errors import ModelNotFound
+from honed.backends.models import file_sha256
 from honed.export.package import Acceptance, Anchor, Manifest, Rung, write_anchors, write_manifest
 from tests.conftest import EXAMPLES
 from tests.conftest import start_serve as start
@@ -23,25 +24,22 @@ from tests.conftest import stop_serve as stop
 
 pytestmark = pytest.mark.integration
 TASK = "support-triage"
+RUNG = f"{TASK}-tiny-smollm2-v1-F16"
 
 
-def _package(root: Path) -> Path:
-    try:
-        model = resolve_gguf("smollm2-135m")
-    except ModelNotFound as exc:
-        pytest.skip(str(exc))
+def _package(root: Path, model: Path) -> Path:
     (root / "task" / "data").mkdir(parents=True)
     shutil.copy(EXAMPLES / "classify" / "honed.toml", root / "task" / "honed.toml")
     shutil.copy(EXAMPLES / "classify" / "data" / "test.jsonl", root / "task" / "data" / "test.jsonl")
-    gguf = root / f"{TASK}-smollm2-135m-v1-Q4_1.gguf"
+    gguf = root / f"{RUNG}.gguf"
     try:
         os.link(model, gguf)  # never written to: the package only reads it
     except OSError:
         shutil.copy(model, gguf)
     write_anchors(root, [Anchor("a1", {"text": "I was charged twice"}, "billing", "billing")])
     write_manifest(root, Manifest(task=TASK, kind="classify", version="v1",
-                                  base_model={"name": "smollm2-135m", "sha256": file_sha256(model)},
-                                  rungs=[Rung(quant="Q4_1", file=gguf.name)], recommended="Q4_1",
+                                  base_model={"name": "tiny-smollm2", "sha256": file_sha256(model)},
+                                  rungs=[Rung(quant="F16", file=gguf.name)], recommended="F16",
                                   acceptance=Acceptance(primary_metric="accuracy", min_value=0.5)))
     return root
 
@@ -55,17 +53,16 @@ def _serve_fails(*args: str, home: Path) -> str:
     return " ".join(proc.stderr.split())
 
 
-def test_serve_a_package(tmp_path: Path) -> None:
-    pkg = _package(tmp_path / "pkg")
+def test_serve_a_package(tmp_path: Path, tiny_model: Any) -> None:
+    pkg = _package(tmp_path / "pkg", tiny_model.gguf)
     s = start(tmp_path / "run", str(pkg), task=False)
     try:
         models = [m["id"] for m in httpx.get(f"{s.url}/v1/models", timeout=10).json()["data"]]
-        assert models == [f"{TASK}-smollm2-135m-v1-Q4_1", f"task:{TASK}"]
+        assert models == [RUNG, f"task:{TASK}"]
         r = httpx.post(f"{s.url}/v1/tasks/{TASK}", json={"input": {"text": "Where is my parcel?"}}, timeout=120)
         body = r.json()
         assert r.status_code == 200 and body["layer"] == "primary" and body["valid"] is True
-        assert body["model_sha256"] == json.loads((pkg / "manifest.json").read_text())["files"][
-            f"{TASK}-smollm2-135m-v1-Q4_1.gguf"]
+        assert body["model_sha256"] == json.loads((pkg / "manifest.json").read_text())["files"][f"{RUNG}.gguf"]
     finally:
         stop(s)
     # The package's own task is served; --task would add more, but not a second task with the same name.
@@ -73,10 +70,10 @@ def test_serve_a_package(tmp_path: Path) -> None:
     assert f"two tasks are named '{TASK}'" in msg
 
 
-def test_refusals_before_the_port_opens(tmp_path: Path) -> None:
-    pkg = _package(tmp_path / "pkg")
+def test_refusals_before_the_port_opens(tmp_path: Path, tiny_model: Any) -> None:
+    pkg = _package(tmp_path / "pkg", tiny_model.gguf)
     manifest = json.loads((pkg / "manifest.json").read_text())
-    manifest["files"][f"{TASK}-smollm2-135m-v1-Q4_1.gguf"] = "0" * 64
+    manifest["files"][f"{RUNG}.gguf"] = "0" * 64
     (pkg / "manifest.json").write_text(json.dumps(manifest))
     home = tmp_path / "home"
     assert "but the package manifest says 000000000000" in _serve_fails(str(pkg), home=home)

@@ -1,17 +1,19 @@
 """A fallback layer over HTTP: `--fallback openai:URL#model`, where the OpenAI-compatible server is a second
-real `honed serve` (Gemma 3 270M base). The escalated request crosses the wire, through honed's openai backend
-(JSON-schema-wrapped choice, SSE stream with usage) and is logged on both servers."""
+real `honed serve`. The escalated request crosses the wire, through honed's openai backend (JSON-schema-wrapped
+choice, SSE stream with usage) and is logged on both servers. Both serve the tiny model's F16 GGUF
+(tests/tiny_model.py): the wire, the constraint and the logs are mechanics, and constrained answers are labels."""
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from honed.data.logs import read_log
-from tests.conftest import require_models
 from tests.conftest import start_serve as start
 from tests.conftest import stop_serve as stop
 
@@ -21,15 +23,17 @@ LABELS = ("billing", "bug_report", "feature_request", "account_access", "shippin
 MESSAGE = "Please add a dark mode to the recipe viewer"
 
 
-def test_fallback_to_an_openai_compatible_server(tmp_path: Path) -> None:
-    require_models("smollm2-135m", "gemma3-270m")
-    upstream = start(tmp_path / "upstream", "gemma3-270m", task=False)
+def test_fallback_to_an_openai_compatible_server(tmp_path: Path, tiny_model: Any) -> None:
+    other = tmp_path / "upstream-tiny.F16.gguf"  # a file of its own: the front names its two models apart
+    shutil.copyfile(tiny_model.gguf, other)
+    upstream = start(tmp_path / "upstream", str(other), task=False)
     try:
-        front = start(tmp_path / "front", "smollm2-135m", "--fallback",
-                      f"openai:{upstream.url}/v1#gemma3-270m", "--margin", "1.01")
+        (served,) = [m["id"] for m in httpx.get(f"{upstream.url}/v1/models", timeout=10).json()["data"]]
+        front = start(tmp_path / "front", str(tiny_model.gguf), "--fallback",
+                      f"openai:{upstream.url}/v1#{served}", "--margin", "1.01")
         try:
             models = httpx.get(f"{front.url}/v1/models", timeout=10).json()["data"]
-            assert models[1]["id"] == "gemma3-270m" and models[1]["honed"]["upstream"] == f"{upstream.url}/v1"
+            assert models[1]["id"] == served and models[1]["honed"]["upstream"] == f"{upstream.url}/v1"
             body = httpx.post(f"{front.url}/v1/tasks/{TASK}", json={"input": {"text": MESSAGE}},
                               timeout=300).json()
             assert body["layer"] == "fallback" and body["valid"] is True and body["answer"] in LABELS
