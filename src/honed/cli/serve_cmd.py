@@ -45,8 +45,8 @@ def serve_command(
     = 0.2,
     samples: Annotated[int, typer.Option(min=2, help="Samples for --confidence consistency.")] = 5,
     min_agreement: Annotated[float, typer.Option(min=0, max=1, help="Escalate below this sample agreement.")] = 0.6,
-    constrained: Annotated[bool, typer.Option("--constrained/--free", help="Constrain task answers to the answer "
-                                              "space.")] = True,
+    constrained: Annotated[bool | None, typer.Option("--constrained/--free", help="Constrain task answers to the "
+                                                     "answer space (default: as the task says).")] = None,
     n_threads: Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads per in-process model.")] = None,
 ) -> None:
     """Serve a model: OpenAI-compatible chat, /v1/tasks/NAME with validation and a cascade, a request log.

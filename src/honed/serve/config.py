@@ -85,8 +85,10 @@ class ServeConfig(BaseModel):
     """Per-request time limit, queueing included (504 past it)."""
     max_queue: int = Field(default=64, ge=1)
     """Requests waiting for one model before new ones get 503."""
-    constrained: bool = True
-    """Task route: constrain decoding to the task's answer space (labels, numbers, JSON schema)."""
+    constrained: bool | None = None
+    """Task route: constrain decoding to the task's answer space (labels, numbers, JSON schema). Unset: as the task
+    says (`[generation] constrained`), which is how its gate and export decoded, so the package's anchors are
+    answered the same way here."""
     confidence: Literal["margin", "consistency", "none"] = "margin"
     """Task route confidence signal. margin: classify/pick only, from each allowed answer's log-probability
     (in-process models); consistency: agreement of `samples` sampled answers with the greedy one (any kind)."""
