@@ -172,6 +172,13 @@ CLASSIFY_ROWS = [
 ]
 
 
+def write_plan_task(root: Path) -> Path:
+    """The mini task with a train split of 20 items (the rows five times, fresh ids): what `honed plan` sizes."""
+    toml = CLASSIFY_TOML.replace('test = "test.jsonl"', 'test = "test.jsonl"\ntrain = "train.jsonl"')
+    train = [{**row, "id": f"{row['id']}{k}"} for k in range(5) for row in CLASSIFY_ROWS]
+    return write_task(root, toml, {"test": CLASSIFY_ROWS, "train": train})
+
+
 @pytest.fixture
 def mini_task(tmp_path: Path) -> Path:
     return write_task(tmp_path / "mini", CLASSIFY_TOML, {"test": CLASSIFY_ROWS})

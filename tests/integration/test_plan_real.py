@@ -16,7 +16,7 @@ from honed.errors import ModelNotFound
 from honed.train.arch import gguf_tensor_params, read_arch, read_gguf_header
 from honed.train.plan import MIB, compute_buffer_bytes, kv_cache_bytes
 from honed.train.quant_mix import tensor_types, weights_bytes
-from tests.conftest import CLASSIFY_ROWS, CLASSIFY_TOML, write_task
+from tests.conftest import write_plan_task
 
 pytestmark = pytest.mark.integration
 
@@ -122,9 +122,7 @@ def test_plan_command_end_to_end(tmp_path: Path) -> None:
     from honed.types import Sampling
 
     gguf_or_skip("smollm2-135m")
-    toml = CLASSIFY_TOML.replace('test = "test.jsonl"', 'test = "test.jsonl"\ntrain = "train.jsonl"')
-    train = [{**row, "id": f"{row['id']}{k}"} for k in range(5) for row in CLASSIFY_ROWS]
-    root = write_task(tmp_path / "task", toml, {"test": CLASSIFY_ROWS, "train": train})
+    root = write_plan_task(tmp_path / "task")
     task = load_task(root)
     items = load_items(task, "train")
     lengths, chat = token_lengths(task, items, "smollm2-135m")

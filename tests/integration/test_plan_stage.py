@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CLASSIFY_ROWS, CLASSIFY_TOML, require_models, write_task
+from tests.conftest import require_models, write_plan_task
 
 pytestmark = pytest.mark.integration
 
@@ -22,9 +22,7 @@ def test_the_api_and_the_command_give_the_same_plan(tmp_path: Path) -> None:
     from honed.train.gpus import GpuSpec
 
     require_models("smollm2-135m")
-    toml = CLASSIFY_TOML.replace('test = "test.jsonl"', 'test = "test.jsonl"\ntrain = "train.jsonl"')
-    train = [{**row, "id": f"{row['id']}{k}"} for k in range(5) for row in CLASSIFY_ROWS]
-    root = write_task(tmp_path / "task", toml, {"test": CLASSIFY_ROWS, "train": train})
+    root = write_plan_task(tmp_path / "task")
 
     p = honed.plan(root, "smollm2-135m", gpu="rtx-4060-8gb", quants=["F16", "Q4_K_M"])
     assert isinstance(p, honed.TaskPlan) and isinstance(p.device, GpuSpec) and p.device.name == "rtx-4060-8gb"
