@@ -54,7 +54,7 @@ def honed_loop(task, items, backend_name: str, model: str, concurrency: int = 1,
         result = evaluate(task, be, "test", items=items, store=store, concurrency=concurrency, write_run=True)
         elapsed = time.perf_counter() - t0
         store.close()
-    assert result.doc["cache"]["hits"] == 0
+    assert result.document.cache.hits == 0
     return len(items) / elapsed, [r.text for r in result.records]
 
 

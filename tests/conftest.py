@@ -221,4 +221,4 @@ def tiny_tuned(tiny_model: Any, tmp_path_factory: pytest.TempPathFactory) -> Ite
         mp.setenv("HONED_HOME", str(base / "home"))  # session scope: the autouse per-test home comes too late
         task_dir = write_planted_task(base / "task")
         summary = tune(load_task(task_dir), TuneConfig(model=str(tiny_model.hf), **TINY_TUNE))
-    yield {"summary": summary, "run": Path(summary["run_dir"]), "task_dir": task_dir, "home": base / "home"}
+    yield {"summary": summary, "run": Path(summary.run_dir), "task_dir": task_dir, "home": base / "home"}

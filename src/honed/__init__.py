@@ -25,6 +25,10 @@ _EXPORTS = {
     "parse_arm": "honed.evaluate.bakeoff",
     "run_arms": "honed.evaluate.bakeoff",
     "analyse": "honed.evaluate.bakeoff",
+    "bakeoff": "honed.evaluate.bakeoff",
+    "BakeoffDocument": "honed.evaluate.bakeoff_document",
+    "EvalDocument": "honed.evaluate.document",
+    "read_eval_run": "honed.evaluate.document",
     "quantize": "honed.export.quantize",
     "export_run": "honed.export.export:export",  # `honed.export` is the package, as with evaluate_task
     "verify": "honed.export.verify",
@@ -34,6 +38,7 @@ _EXPORTS = {
     "plan_training": "honed.train.plan",
     "plan_serving": "honed.train.plan",
     "tune": "honed.train.sft",
+    "TuneSummary": "honed.train.summary",
     "TuneConfig": "honed.train.config",
     "gate_run": "honed.gate.run:gate",  # `honed.gate` is the package, as with evaluate_task
     "GateResult": "honed.gate.run",

@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from honed.errors import UserError
+from honed.evaluate.document import RESULT_FILE, EvalDocument, read_eval_document
 from honed.store import Store, write_text_atomic
+from honed.train.summary import TuneSummary
 
 
 def find_example(name: str = "classify") -> Path:
@@ -33,8 +35,8 @@ def find_example(name: str = "classify") -> Path:
 
 @dataclass
 class DemoResult:
-    base: dict[str, Any]
-    tune: dict[str, Any]
+    base: EvalDocument
+    tune: TuneSummary
     gate: dict[str, Any]
     package: Path | None
     ladder: dict[str, Any] | None
@@ -42,10 +44,8 @@ class DemoResult:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def _metric(doc: dict[str, Any], metric: str) -> tuple[float | None, list[float] | None]:
-    m = doc.get("metrics", {})
-    ci = doc.get("ci", {}).get(metric)
-    return m.get(metric), ci
+def _metric(doc: EvalDocument, metric: str) -> tuple[float | None, list[float] | None]:
+    return doc.metric(metric), doc.ci.get(metric)
 
 
 def report_html(res: DemoResult, metric: str, curves: dict[str, Any] | None) -> str:
@@ -56,7 +56,7 @@ def report_html(res: DemoResult, metric: str, curves: dict[str, Any] | None) -> 
 
     rows: list[tuple[str, float | None, list[float] | None, str]] = []
     value, ci = _metric(res.base, metric)
-    rows.append(("base (GGUF, llama.cpp)", value, ci, res.base.get("run_id") or ""))
+    rows.append(("base (GGUF, llama.cpp)", value, ci, res.base.run_id or ""))
     g = res.gate
     rows.append(("base (transformers, gate)", g["base"]["value"], g["base"].get("ci"), "gate.json"))
     rows.append(("tuned (transformers + adapter, gate)", g["tuned"]["value"], g["tuned"].get("ci"), "gate.json"))
@@ -93,9 +93,9 @@ def report_html(res: DemoResult, metric: str, curves: dict[str, Any] | None) -> 
     return page("honed demo", meta, sections)
 
 
-def _val_curve(tune: dict[str, Any]) -> list[dict[str, Any]]:
+def _val_curve(tune: TuneSummary) -> list[dict[str, Any]]:
     """The run's validation passes (step, val metric, val loss), from its curves.json."""
-    path = Path(tune.get("run_dir") or "") / "curves.json"
+    path = Path(tune.run_dir) / "curves.json"
     try:
         val = json.loads(path.read_text(encoding="utf-8")).get("val", [])
     except (OSError, json.JSONDecodeError, AttributeError):
@@ -103,17 +103,14 @@ def _val_curve(tune: dict[str, Any]) -> list[dict[str, Any]]:
     return [{"step": v["step"], "metric": v["metric"], "loss": v["loss"]} for v in val if isinstance(v, dict)]
 
 
-def _all_metrics(doc: dict[str, Any] | None = None, run_dir: str | None = None) -> dict[str, Any]:
+def _all_metrics(doc: EvalDocument | None = None, run_dir: str | None = None) -> dict[str, Any]:
     """Every metric of an evaluation with its CI (an extraction's entity F1, relation F1, valid-JSON rate...),
-    from its document or its run folder's result.json."""
+    from its document or its run folder's result.json (none where the gate recorded no run folder)."""
     if doc is None:
-        try:
-            doc = json.loads((Path(run_dir or "") / "result.json").read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
+        if not run_dir or not (Path(run_dir) / RESULT_FILE).is_file():
             return {}
-    ci = doc.get("ci") or {}
-    return {k: {"value": v, "ci": ci.get(k)} for k, v in (doc.get("metrics") or {}).items()
-            if isinstance(v, int | float)}
+        doc = read_eval_document(Path(run_dir) / RESULT_FILE)
+    return {k: {"value": v, "ci": doc.ci.get(k)} for k, v in doc.metrics.items() if isinstance(v, int | float)}
 
 
 def figures(res: DemoResult, metric: str) -> dict[str, Any]:
@@ -126,8 +123,8 @@ def figures(res: DemoResult, metric: str) -> dict[str, Any]:
     return {
         "task": g.get("task"), "primary_metric": metric, "n_test_items": g.get("n_items"),
         "seconds": {**{k: round(v, 1) for k, v in res.seconds.items()}, "total": round(sum(res.seconds.values()), 1)},
-        "base_gguf": {"value": value, "ci": ci, "run_id": res.base.get("run_id"),
-                      "model_sha256": (res.base.get("model") or {}).get("sha256"), "metrics": _all_metrics(res.base)},
+        "base_gguf": {"value": value, "ci": ci, "run_id": res.base.run_id,
+                      "model_sha256": res.base.model.sha256, "metrics": _all_metrics(res.base)},
         "base": {"value": g["base"]["value"], "ci": g["base"].get("ci"),
                  "metrics": _all_metrics(run_dir=g["base"].get("eval_run_dir"))},
         "tuned": {"value": g["tuned"]["value"], "ci": g["tuned"].get("ci"),
@@ -141,11 +138,11 @@ def figures(res: DemoResult, metric: str) -> dict[str, Any]:
         "recommended": (res.ladder or {}).get("recommended"),
         "shipped": next(({"quant": r["quant"], "value": r.get("metric"), "ci": r.get("ci")} for r in rungs
                          if r["quant"] == (res.ladder or {}).get("recommended")), None),
-        "training": {"steps": tune.get("steps"), "seconds": tune.get("train_seconds"),
-                     "tokens_per_s": tune.get("train_tokens_per_s"),
-                     "step_tokens_per_s": tune.get("step_tokens_per_s"), "prompt": tune.get("prompt"),
-                     "best_step": (tune.get("selection") or {}).get("best_step"),
-                     "plan": tune.get("plan"), "run_id": tune.get("run_id"), "curve": _val_curve(tune)},
+        "training": {"steps": tune.steps, "seconds": tune.train_seconds,
+                     "tokens_per_s": tune.train_tokens_per_s,
+                     "step_tokens_per_s": tune.step_tokens_per_s, "prompt": tune.prompt,
+                     "best_step": tune.selection.best_step,
+                     "plan": tune.plan, "run_id": tune.run_id, "curve": _val_curve(tune)},
         "package": str(res.package) if res.package else None,
         "report": str(res.report),
     }
@@ -175,11 +172,11 @@ def demo(*, task_dir: Path | None = None, model: str = "smollm2-135m", out: Path
     backend = open_backend("llamacpp", model)
     try:
         ev = evaluate(task, backend, split="test", store=store, progress=True)
-        base = {**ev.doc, "run_id": ev.run_id}
+        base = ev.document
     finally:
         backend.close()
     seconds["base eval"] = time.perf_counter() - t0
-    say(f"    base {metric} = {base['metrics'].get(metric):.3f}")
+    say(f"    base {metric} = {base.metrics.get(metric):.3f}")
 
     t0 = time.perf_counter()
     budget = f"{time_budget:.0f} s of training" if time_budget else f"{max_steps} steps"
@@ -189,17 +186,17 @@ def demo(*, task_dir: Path | None = None, model: str = "smollm2-135m", out: Path
     cfg = TuneConfig(model=model, max_steps=max_steps, eval_every=eval_every, time_budget=time_budget)
     summary = tune(task, cfg, store=store)
     seconds["tune"] = time.perf_counter() - t0
-    run = Path(summary["run_dir"])
-    say(f"    {summary['steps']} steps in {summary['train_seconds']:.0f} s ({summary.get('step_tokens_per_s')} tok/s "
+    run = Path(summary.run_dir)
+    say(f"    {summary.steps} steps in {summary.train_seconds:.0f} s ({summary.step_tokens_per_s} tok/s "
         "in the steps, "
-        f"prompt: {summary.get('prompt')}); {summary['selection']['why']}")
+        f"prompt: {summary.prompt}); {summary.selection.why}")
 
     t0 = time.perf_counter()
     say("3/4 gating: tuned vs base on the locked test, paired")
     g = gate(run, store=store, progress=True)
     seconds["gate"] = time.perf_counter() - t0
-    for c in g.doc["checks"]:
-        say(f"    {'PASS' if c['passed'] else 'FAIL'} {c['name']}: {c.get('detail', '')}")
+    for c in g.document.checks:
+        say(f"    {'PASS' if c.passed else 'FAIL'} {c.name}: {c.detail}")
 
     package, ladder = None, None
     if g.passed:

@@ -101,7 +101,9 @@ def record_for(stage: str, run_dir: Path | None, doc: dict[str, Any] | None = No
     files = sorted(p for p in run_dir.rglob("*") if p.is_file()) if run_dir is not None else []
     if stage == "eval":
         assert run_dir is not None
-        doc = _read(run_dir / "result.json")
+        from honed.evaluate.document import RESULT_FILE, read_eval_document
+
+        doc = read_eval_document(run_dir / RESULT_FILE).as_json()
         rec = Record(stage, doc["task"], doc.get("run_id") or run_dir.name, root=run_dir, files=files)
         _params("", {"task": doc["task"], "kind": doc["kind"], "split": doc["split"], "n_items": doc["n_items"],
                      "primary_metric": doc["primary_metric"], "data": doc["data"], "settings": doc["settings"],
@@ -122,19 +124,21 @@ def record_for(stage: str, run_dir: Path | None, doc: dict[str, Any] | None = No
             _eval(arm, f"{label}/", rec)
     elif stage == "tune":
         assert run_dir is not None
-        manifest, summary = _read(run_dir / "manifest.json"), _read(run_dir / "summary.json")
+        from honed.train.summary import read_summary
+
+        manifest, summary = _read(run_dir / "manifest.json"), read_summary(run_dir)
         curves = _read(run_dir / "curves.json")
         rec = Record(stage, manifest.get("task", "?"), manifest.get("run_id") or run_dir.name, root=run_dir,
                      files=files)
         _params("", {"task": manifest.get("task"), "method": manifest.get("method"), "prompt": manifest.get("prompt"),
                      "base_model": {k: (manifest.get("base_model") or {}).get(k) for k in ("name", "sha256")},
                      "data": manifest.get("data"), "config_sha256": manifest.get("config_sha256"),
-                     "settings": manifest.get("settings"), "status": summary.get("status")}, rec.params)
-        sel = summary.get("selection") or {}
-        _numbers("", {"best_val": sel.get("best_value"), "base_val": sel.get("base_value"),
-                      "best_step": sel.get("best_step"), "steps": summary.get("steps"),
-                      "final_train_loss": summary.get("train_loss"), "train_seconds": summary.get("train_seconds"),
-                      "train_tokens_per_s": summary.get("train_tokens_per_s")}, rec.metrics)
+                     "settings": manifest.get("settings"), "status": summary.status}, rec.params)
+        sel = summary.selection
+        _numbers("", {"best_val": sel.best_value, "base_val": sel.base_value,
+                      "best_step": sel.best_step, "steps": summary.steps,
+                      "final_train_loss": summary.train_loss, "train_seconds": summary.train_seconds,
+                      "train_tokens_per_s": summary.train_tokens_per_s}, rec.metrics)
         for point in curves.get("train", []):
             for key in ("loss", "lr"):
                 if isinstance(point.get(key), int | float):

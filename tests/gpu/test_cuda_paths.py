@@ -38,8 +38,8 @@ def test_tune_on_cuda_trains(tiny_model: Any, planted_task: Path) -> None:
 
     summary = tune(load_task(planted_task), TuneConfig(model=str(tiny_model.hf), max_steps=20, eval_every=10,
                                                        learning_rate=3e-3, replay_fraction=0.0, force=True))
-    run = Path(summary["run_dir"])
-    assert summary["status"] == "complete" and summary["steps"] == 20
+    run = Path(summary.run_dir)
+    assert summary.status == "complete" and summary.steps == 20
     curves = json.loads((run / "curves.json").read_text())
     assert curves["train"][-1]["loss"] < curves["train"][0]["loss"]
     assert json.loads((run / "manifest.json").read_text())["base_model"]["path"] == str(tiny_model.hf)

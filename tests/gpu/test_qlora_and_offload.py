@@ -19,13 +19,13 @@ def _tune(model: str, task: Path) -> tuple[dict[str, Any], Path]:
 
     summary = tune(load_task(task), TuneConfig(model=model, method="qlora", max_steps=20, eval_every=10,
                                                learning_rate=3e-3, replay_fraction=0.0, force=True))
-    return summary, Path(summary["run_dir"])
+    return summary, Path(summary.run_dir)
 
 
 def test_qlora_trains_a_4bit_base_and_says_so(tiny_model: Any, planted_task: Path) -> None:
     pytest.importorskip("bitsandbytes")
     summary, run = _tune(str(tiny_model.hf), planted_task)
-    assert summary["status"] == "complete" and summary["method"] == "qlora" and summary["steps"] == 20
+    assert summary.status == "complete" and summary.method == "qlora" and summary.steps == 20
     manifest = json.loads((run / "manifest.json").read_text())
     q = manifest["base_model"]["quantization"]
     assert manifest["method"] == "qlora" and q["quant_type"] == "nf4" and q["double_quant"] is True
@@ -42,7 +42,7 @@ def test_qlora_from_a_gguf_dequantizes_then_quantizes(tiny_model: Any, planted_t
 
     monkeypatch.setenv("HONED_MODELS", str(tmp_path / "models"))
     summary, run = _tune(str(tiny_model.gguf), planted_task)
-    assert summary["status"] == "complete"
+    assert summary.status == "complete"
     base = json.loads((run / "manifest.json").read_text())["base_model"]
     assert base["from_gguf"] is True and base["sha256"] == file_sha256(tiny_model.gguf)
     assert "dequantized to bfloat16" in base["quantization"]["via"]

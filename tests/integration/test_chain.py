@@ -59,9 +59,9 @@ def test_tune_learned_the_planted_rule(tiny_tuned: dict[str, Any]) -> None:
     assert max(val) >= 0.6  # learned
     # the best was kept: the highest val metric, or a near-tie of it with a lower val loss (honed.train.session.beats)
     top = max(curves["val"][1:], key=lambda v: v["metric"])
-    best = next(v for v in curves["val"] if v["step"] == summary["selection"]["best_step"])
+    best = next(v for v in curves["val"] if v["step"] == summary.selection.best_step)
     assert best is top or (best["metric"] >= top["metric"] - 0.1 and best["loss"] < top["loss"]), (best, top)
-    assert summary["status"] == "complete" and summary["steps"] == 500
+    assert summary.status == "complete" and summary.steps == 500
 
 
 def test_gate_passes_on_the_learned_gain(chain: dict[str, Any]) -> None:

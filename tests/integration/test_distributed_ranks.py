@@ -55,7 +55,7 @@ DRIVER = textwrap.dedent("""
     digest = hashlib.sha256(b"".join(lora[k].detach().float().numpy().tobytes() for k in sorted(lora)))
     rank = int(os.environ["RANK"])
     Path(out, f"rank{rank}.json").write_text(json.dumps({
-        "rank": rank, "run_dir": str(s.run_dir), "steps": summary["steps"], "val_steps":
+        "rank": rank, "run_dir": str(s.run_dir), "steps": summary.steps, "val_steps":
         [p["step"] for p in s.curves["val"]], "after_step_calls": calls,
         "lora_sha256": digest.hexdigest(), "world": int(os.environ["WORLD_SIZE"])}))
 """)

@@ -114,7 +114,7 @@ def test_real_tune_run_gated_end_to_end(tiny_tuned: dict[str, Any], tmp_path: Pa
     doc = json.loads(proc.stdout)  # stdout is the JSON document alone
     _assert_contract(doc, 6)
     assert doc == json.loads((run / "gate.json").read_text())
-    assert doc["run_id"] == summary["run_id"] and doc["tuned"]["adapter"] == str(run / "best")
+    assert doc["run_id"] == summary.run_id and doc["tuned"]["adapter"] == str(run / "best")
     assert proc.returncode == (0 if doc["status"] == "PASS" else 1)
     # the random base answers no label at all; the tuned model learned the planted rule
     assert doc["base"]["value"] == 0.0 and doc["tuned"]["value"] >= 0.5

@@ -25,14 +25,14 @@ def test_dpo_tiny_run(tiny_model: Any, planted_task: Path) -> None:
     cfg = TuneConfig(model=str(tiny_model.hf), method="dpo", max_steps=3, eval_every=3, max_val_items=8, batch_size=4, replay_fraction=0.0,
                      force=True)
     summary = tune(load_task(root), cfg)
-    run = Path(summary["run_dir"])
+    run = Path(summary.run_dir)
     manifest = json.loads((run / "manifest.json").read_text())
     dpo = manifest["dpo"]
     assert manifest["method"] == "dpo"
     assert dpo["pairs"] >= 12 and sum(dpo["by_source"].values()) == dpo["pairs"] + len(dpo["skipped_too_long"])
     pairs = json.loads((run / "pairs.json").read_text())
     assert all(p["chosen"] != p["rejected"] and p["chosen"].endswith("<|im_end|>") for p in pairs)
-    assert summary["steps"] == 3 and summary["selection"]["evals"] == 1
+    assert summary.steps == 3 and summary.selection.evals == 1
     assert (run / "best" / "adapter_model.safetensors").is_file()
     from safetensors.torch import load_file
 

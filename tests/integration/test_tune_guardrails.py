@@ -29,12 +29,12 @@ def test_collapse_alarm_fires_on_all_none_training(tiny_model: Any, planted_task
     cfg = TuneConfig(model=str(tiny_model.hf), **{**TINY_TUNE, "max_steps": 200, "eval_every": 20,
                                                    "collapse_patience": 2})
     summary = tune(load_task(planted_task), cfg)
-    collapses = [a for a in summary["alarms"] if a["kind"] == "collapse"]
-    assert collapses, summary["alarms"]
-    assert "'NONE'" in collapses[0]["message"]
-    assert summary["selection"]["stopped_by"] == "collapse"
-    assert summary["steps"] < 200  # it stopped, it did not train on
-    curves = json.loads((Path(summary["run_dir"]) / "curves.json").read_text())
+    collapses = [a for a in summary.alarms if a.kind == "collapse"]
+    assert collapses, summary.alarms
+    assert "'NONE'" in collapses[0].message
+    assert summary.selection.stopped_by == "collapse"
+    assert summary.steps < 200  # it stopped, it did not train on
+    curves = json.loads((Path(summary.run_dir) / "curves.json").read_text())
     assert curves["val"][-1]["top_answer"] == "NONE" and curves["val"][-1]["top_share"] >= 0.9
     assert [v["top_share"] >= 0.9 for v in curves["val"][-2:]] == [True, True]  # two passes in a row: patience 2
 
@@ -47,7 +47,7 @@ def test_best_checkpoint_is_chosen_by_val_metric_not_train_loss(tiny_model: Any,
     cfg = TuneConfig(model=str(tiny_model.hf), **{**TINY_TUNE, "max_steps": 400, "eval_every": 50,
                                                    "on_collapse": "warn"})
     summary = tune(load_task(planted_task), cfg)
-    run = Path(summary["run_dir"])
+    run = Path(summary.run_dir)
     curves = json.loads((run / "curves.json").read_text())
     evals = [v for v in curves["val"] if v["step"] > 0]
     best = max(evals, key=lambda v: v["metric"])  # first of the maxima: later ties do not replace it
@@ -58,5 +58,5 @@ def test_best_checkpoint_is_chosen_by_val_metric_not_train_loss(tiny_model: Any,
     train = curves["train"]
     loss_at_best = [p["loss"] for p in train if p["step"] <= best["step"]][-1]
     assert train[-1]["loss"] < loss_at_best  # ... while train loss kept falling
-    assert sel["best_step"] < summary["steps"]  # and the last step was not taken
+    assert sel["best_step"] < summary.steps  # and the last step was not taken
     assert (run / "best" / "adapter_model.safetensors").exists() and (run / "curves.html").exists()

@@ -9,6 +9,9 @@ import pytest
 
 from honed.demo import DemoResult, find_example, report_html
 from honed.errors import UserError
+from honed.evaluate.document import EvalDocument
+from honed.train.summary import TuneSummary
+from tests.unit.planted_docs import eval_document, tune_summary
 
 pytestmark = pytest.mark.unit
 
@@ -20,8 +23,9 @@ def _result(tmp_path: Path, ladder: dict | None) -> DemoResult:
             "tuned": {"value": 0.512, "ci": [0.39, 0.63]},
             "checks": [{"name": "improvement", "passed": True, "detail": "+0.479 (CI [0.33, 0.61])"},
                        {"name": "collapse", "passed": True, "detail": "top answer 31%"}]}
-    base = {"run_id": "20261123-eval", "metrics": {"macro_f1": 0.018}, "ci": {"macro_f1": [0.0, 0.05]}}
-    return DemoResult(base=base, tune={}, gate=gate, package=tmp_path / "pkg" if ladder else None, ladder=ladder,
+    base = EvalDocument.model_validate(eval_document(run_id="20261123-eval", metrics={"macro_f1": 0.018},
+                                                     ci={"macro_f1": [0.0, 0.05]}, model={"sha256": None}))
+    return DemoResult(base=base, tune=TuneSummary.model_validate(tune_summary()), gate=gate, package=tmp_path / "pkg" if ladder else None, ladder=ladder,
                       report=tmp_path / "report.html", seconds={"tune": 400.0, "gate": 120.0})
 
 
@@ -59,19 +63,19 @@ def test_json_figures_come_from_the_stage_documents(tmp_path: Path) -> None:
                         {"quant": "Q8_0", "metric": 0.49, "ci": [0.37, 0.61], "p95_ms": 300.0}],
               "recommended": "Q8_0"}
     r = _result(tmp_path, ladder)
-    r.tune = {"steps": 61, "train_seconds": 391.0, "train_tokens_per_s": 64.0, "step_tokens_per_s": 90.9,
-              "prompt": "tuned", "selection": {"best_step": 61}, "run_id": "t1"}
+    curves = tmp_path / "run" / "curves.json"
+    r.tune = TuneSummary.model_validate(tune_summary(
+        steps=61, train_seconds=391.0, train_tokens_per_s=64.0, step_tokens_per_s=90.9, prompt="tuned",
+        selection={"best_step": 61}, run_id="t1", run_dir=str(curves.parent)))
     r.gate.update(threshold=0.8, min_value=0.8, difference_ci=[0.6, 0.87], constrained={"base": True, "tuned": True})
     tuned_eval = tmp_path / "tuned-eval"  # the tuned side's eval run folder: every metric, with its CI
     tuned_eval.mkdir()
-    (tuned_eval / "result.json").write_text(json.dumps({"metrics": {"macro_f1": 0.512, "accuracy": 0.55},
-                                                        "ci": {"macro_f1": [0.39, 0.63]}}))
+    (tuned_eval / "result.json").write_text(json.dumps(eval_document(
+        metrics={"macro_f1": 0.512, "accuracy": 0.55}, ci={"macro_f1": [0.39, 0.63]})))
     r.gate["tuned"]["eval_run_dir"] = str(tuned_eval)
-    curves = tmp_path / "run" / "curves.json"
     curves.parent.mkdir()
     curves.write_text(json.dumps({"val": [{"step": 0, "metric": 0.05, "loss": 3.1}, {"step": 9, "metric": 0.6,
                                                                                   "loss": 0.4}]}))
-    r.tune["run_dir"] = str(curves.parent)
     d = figures(r, "macro_f1")
     assert d["seconds"] == {"tune": 400.0, "gate": 120.0, "total": 520.0}
     assert d["base_gguf"]["value"] == 0.018 and d["base_gguf"]["metrics"] == {"macro_f1": {"value": 0.018,

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from honed.evaluate import scorers
+from honed.evaluate.document import read_eval_run
 from honed.evaluate.scoring import ItemRecord
 from honed.export.docs import render_benchmarks
 from honed.export.docs import runs as dr
@@ -24,6 +25,7 @@ from honed.export.package import Acceptance, Manifest, Rung
 from honed.task.data import load_items
 from honed.task.spec import load_task
 from tests.conftest import EXAMPLES
+from tests.unit.planted_docs import eval_document
 
 pytestmark = pytest.mark.unit
 
@@ -40,7 +42,7 @@ def rec(id: str, expected: Any, answer: Any, correct: bool, cause: str | None = 
 def write_run(path: Path, records: list[ItemRecord], backend: str = "transformers") -> Path:
     path.mkdir(parents=True)
     (path / "items.jsonl").write_text("".join(json.dumps(asdict(r)) + "\n" for r in records))
-    (path / "result.json").write_text(json.dumps({"run_id": path.name, "model": {"backend": backend}}))
+    (path / "result.json").write_text(json.dumps(eval_document(run_id=path.name, model={"backend": backend})))
     return path
 
 
@@ -178,7 +180,7 @@ def test_a_vanished_eval_run_is_a_clear_error(tmp_path: Path) -> None:
     from honed.errors import UserError
 
     with pytest.raises(UserError, match="items.jsonl: eval run items not found"):
-        dr.read_run(tmp_path / "gone")
+        read_eval_run(tmp_path / "gone")
 
 
 def test_retrain_toml_is_accepted_by_honed_tune(tmp_path: Path) -> None:

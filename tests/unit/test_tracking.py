@@ -10,18 +10,17 @@ from pathlib import Path
 import pytest
 
 from honed.tracking import log_stage, record_for
+from tests.unit.planted_docs import eval_document, tune_summary
 
 pytestmark = pytest.mark.unit
 
-RESULT = {"task": "mini", "run_id": "r1", "kind": "classify", "split": "test", "n_items": 4,
-          "primary_metric": "macro_f1", "data": {"items_sha256": "d" * 64, "file_sha256": "f" * 64},
-          "settings": {"temperature": 0.0, "constrained": True, "stop": []},
-          "model": {"name": "tiny", "backend": "llamacpp", "sha256": "a" * 64, "prompt_format": "chat_template",
-                    "details": {"n_ctx": 4096}},
-          "metrics": {"accuracy": 0.75, "macro_f1": 0.5, "per_class": {"x": {"f1": 1.0}}},
-          "ci": {"accuracy": [0.25, 1.0], "macro_f1": [0.1, 0.9]},
-          "failures": {"unparseable": 1, "wrong_answer": 0}, "latency_ms": {"p50": 10.0, "p95": 20.5},
-          "ttft_ms": {"p50": 1.0}, "tokens_per_s": 90.0, "peak_memory_mb": 512.0, "wall_s": 1.5}
+RESULT = eval_document(run_id="r1", data={"items_sha256": "d" * 64, "file_sha256": "f" * 64},
+                       settings={"temperature": 0.0, "constrained": True, "stop": []},
+                       model={"sha256": "a" * 64, "details": {"n_ctx": 4096}},
+                       metrics={"accuracy": 0.75, "macro_f1": 0.5, "per_class": {"x": {"f1": 1.0}}},
+                       ci={"accuracy": [0.25, 1.0], "macro_f1": [0.1, 0.9]},
+                       failures={"unparseable": 1, "wrong_answer": 0}, latency_ms={"p50": 10.0, "p95": 20.5, "mean": None},
+                       ttft_ms={"p50": 1.0}, tokens_per_s=90.0, items_per_s=None, peak_memory_mb=512.0, wall_s=1.5)
 
 
 def _write(folder: Path, name: str, doc: dict) -> None:
@@ -49,8 +48,8 @@ def test_tune_curves_are_series_by_step_and_big_files_are_left_out(tmp_path: Pat
     run = tmp_path / "tune"
     _write(run, "manifest.json", {"task": "mini", "run_id": "t1", "base_model": {"name": "m", "sha256": "b" * 64},
                                   "data": {"train_items_sha256": "c" * 64}, "settings": {"rank": 8}})
-    _write(run, "summary.json", {"status": "complete", "steps": 3, "train_loss": 0.5,
-                                 "selection": {"best_value": 0.8, "base_value": 0.1, "best_step": 2}})
+    _write(run, "summary.json", tune_summary(steps=3, train_loss=0.5,
+                                             selection={"best_value": 0.8, "base_value": 0.1, "best_step": 2}))
     _write(run, "curves.json", {"metric": "macro_f1", "train": [{"step": 1, "loss": 2.0, "lr": 1e-3},
                                                                 {"step": 2, "loss": 1.0, "lr": 5e-4}],
                                 "val": [{"step": 0, "metric": 0.1, "loss": 3.0}, {"step": 2, "metric": 0.8,

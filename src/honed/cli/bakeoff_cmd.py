@@ -31,23 +31,15 @@ def bakeoff_command(
                                                       "where llama.cpp was built with CUDA/Metal, else 0.")] = None,
 ) -> None:
     """Models × quantizations × settings on the same items: quality with CIs, latency, memory, cost, Pareto."""
-    from honed.cost import load_hardware, load_prices
-    from honed.errors import UserError
-    from honed.evaluate.bakeoff import analyse, parse_arm, run_arms
+    from honed.evaluate.bakeoff import bakeoff
     from honed.report.bakeoff import bakeoff_html, bakeoff_markdown
     from honed.store import write_json_atomic, write_text_atomic
     from honed.task.spec import load_task
     from honed.tracking import log_stage
 
-    t = load_task(task)
-    arms = [parse_arm(a) for a in arm] if arm else list(t.spec.bakeoff.arms)
-    if len(arms) < 2:
-        raise UserError("a bake-off needs at least two arms: pass --arm MODEL twice or more, or list "
-                        "[[bakeoff.arms]] in honed.toml")
-    hw, hw_date = load_hardware(hardware or t.spec.bakeoff.hardware, hardware_file)
-    prices, prices_date = load_prices(prices_file)
-    runs = run_arms(t, arms, split=split, repeats=repeats, limit=limit, gpu_layers=gpu_layers)
-    doc = analyse(t, runs, hw, hw_date, prices, prices_date)
+    result = bakeoff(load_task(task), arm, split=split, repeats=repeats, limit=limit, hardware=hardware,
+                     hardware_file=hardware_file, prices_file=prices_file, gpu_layers=gpu_layers)
+    doc = result.as_json()
     log_stage("bakeoff", None, doc)
     md = bakeoff_markdown(doc)
     print(md)

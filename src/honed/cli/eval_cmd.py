@@ -74,12 +74,13 @@ def eval_command(
         result = evaluate(t, be, split, repeats=repeats, concurrency=concurrency, constrained=constrained,
                           max_tokens=max_tokens, temperature=temperature, think=think, limit=limit,
                           progress=True)
-    _print_md(markdown_summary(result.doc))
+    doc = result.document.as_json()
+    _print_md(markdown_summary(doc))
     if result.run_dir:
         log_stage("eval", result.run_dir)
         out.print(f"[dim]run folder: {result.run_dir}[/]", highlight=False)
     if json_out:
-        write_json_atomic(json_out, result.doc)
+        write_json_atomic(json_out, doc)
         out.print(f"[dim]wrote {json_out}[/]", highlight=False)
 
 

@@ -53,7 +53,7 @@ def tune_command(
         if extra:
             raise UserError(f"--resume continues a run with its own task and config.json; drop {', '.join(extra)}")
         summary = resume_tune(resolve_run_dir(resume, "tune run"))
-        model_name = summary.get("model") or "the run's model"
+        model_name = summary.model or "the run's model"
     else:
         if task is None:
             raise UserError("give a task folder (honed tune TASK), or --resume RUN to continue a killed run")
@@ -63,18 +63,18 @@ def tune_command(
                           time_budget=time_budget, prompt=prompt)
         summary = tune(t, cfg)
         model_name = cfg.model
-    log_stage("tune", Path(summary["run_dir"]))
-    sel = summary["selection"]
-    out.print(f"[bold]{summary['status']}[/] · run {summary['run_id']} · {summary['steps']} steps in "
-              f"{summary['train_seconds']} s · {summary['train_tokens_per_s']} tok/s", highlight=False)
-    out.print(escape(sel["why"]), highlight=False)
-    for alarm in summary["alarms"]:
-        out.print(f"[bold red]{escape(alarm['message'])}[/]", highlight=False)
-    out.print(f"adapter: {summary['adapter']}\ncurves: {summary['run_dir']}/curves.html\n"
-              f"evaluate it: honed eval {task or summary.get('task_dir')} --backend transformers --model {model_name} "
-              f"--adapter {summary['adapter']}" + (" --prompt tuned" if summary.get("prompt") == "tuned" else "")
-              + f"\ngate it: honed gate {summary['run_dir']}", highlight=False)
-    if summary["status"] == "collapsed":
+    log_stage("tune", Path(summary.run_dir))
+    sel = summary.selection
+    out.print(f"[bold]{summary.status}[/] · run {summary.run_id} · {summary.steps} steps in "
+              f"{summary.train_seconds} s · {summary.train_tokens_per_s} tok/s", highlight=False)
+    out.print(escape(sel.why), highlight=False)
+    for alarm in summary.alarms:
+        out.print(f"[bold red]{escape(alarm.message)}[/]", highlight=False)
+    out.print(f"adapter: {summary.adapter}\ncurves: {summary.run_dir}/curves.html\n"
+              f"evaluate it: honed eval {task or summary.task_dir} --backend transformers --model {model_name} "
+              f"--adapter {summary.adapter}" + (" --prompt tuned" if summary.prompt == "tuned" else "")
+              + f"\ngate it: honed gate {summary.run_dir}", highlight=False)
+    if summary.status == "collapsed":
         raise typer.Exit(3)
 
 

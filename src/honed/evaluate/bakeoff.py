@@ -1,4 +1,4 @@
-"""`bakeoff(task, arms)`: candidate models × quantizations × settings on the same locked items.
+"""`bakeoff(task, arms) -> BakeoffDocument`: candidate models × quantizations × settings on the same locked items.
 
 Each arm runs as its own `honed eval` process, one after another: its peak RSS is then its own (not the
 previous arm's), a crash loses one arm, and the cache makes the whole bake-off resumable. Arms never run
@@ -7,11 +7,11 @@ concurrently, so one arm's latency is not inflated by another's.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,9 @@ from honed.cost import (CloudPrice, HardwareProfile, breakeven_requests_per_day,
                         local_cost_per_1k)
 from honed.errors import UserError
 from honed.evaluate import stats
-from honed.evaluate.compare import compare_runs, load_run
+from honed.evaluate.bakeoff_document import BakeoffDocument
+from honed.evaluate.compare import compare_runs
+from honed.evaluate.document import EvalDocument, EvalRun, read_eval_document, read_eval_run
 from honed.evaluate.scoring import ItemRecord
 from honed.store import Store
 from honed.task.spec import ArmSpec, Task
@@ -76,10 +78,22 @@ def _eval_args(task: Task, arm: ArmSpec, split: str, repeats: int, limit: int | 
 
 @dataclass
 class ArmRun:
+    """One arm and the eval run folder it wrote."""
+
     arm: ArmSpec
-    doc: dict[str, Any]
-    records: list[ItemRecord]
-    run_dir: Path
+    run: EvalRun
+
+    @property
+    def document(self) -> EvalDocument:
+        return self.run.document
+
+    @property
+    def records(self) -> list[ItemRecord]:
+        return self.run.records
+
+    @property
+    def run_dir(self) -> Path:
+        return self.run.run_dir
 
 
 def run_arms(task: Task, arms: list[ArmSpec], *, split: str = "test", repeats: int = 1, limit: int | None = None,
@@ -102,11 +116,10 @@ def run_arms(task: Task, arms: list[ArmSpec], *, split: str = "test", repeats: i
                 raise UserError(f"arm {arm.display()!r} failed (exit {proc.returncode})"
                                 + (f": {detail[0]}" if detail else "") + "; fix it and re-run: finished arms "
                                 "are cached")
-            doc = json.loads(out.read_text())
-            run_dir = store.find_run(doc["run_id"])
+            run_id = read_eval_document(out).run_id
+            run_dir = store.find_run(run_id) if run_id else None
             assert run_dir is not None
-            _, records, _ = load_run(run_dir)
-            runs.append(ArmRun(arm, doc, records, run_dir))
+            runs.append(ArmRun(arm, read_eval_run(run_dir)))
     store.close()
     return runs
 
@@ -144,14 +157,14 @@ def pareto_flags(points: list[dict[str, float | None]], maximize: set[str],
 
 
 def analyse(task: Task, runs: list[ArmRun], hardware: HardwareProfile, hardware_as_of: str,
-            prices: list[CloudPrice], prices_as_of: str) -> dict[str, Any]:
+            prices: list[CloudPrice], prices_as_of: str) -> BakeoffDocument:
     """The bake-off document: per arm its numbers, cost, Pareto flag and p-value against the best arm."""
     metric = task.primary_metric
-    n = {r.doc["n_items"] for r in runs}
+    n = {r.document.n_items for r in runs}
     if len(n) != 1:
         raise UserError(f"arms ran on different item counts {sorted(n)}: run them on the same split and limit")
-    quality = [r.doc["metrics"].get(metric) or 0.0 for r in runs]
-    best = max(range(len(runs)), key=lambda i: (quality[i], -(runs[i].doc["latency_ms"]["p95"] or 0)))
+    quality = [r.document.metrics.get(metric) or 0.0 for r in runs]
+    best = max(range(len(runs)), key=lambda i: (quality[i], -(runs[i].document.latency_ms.p95 or 0)))
     raw_p: dict[int, float] = {}
     details: dict[int, dict[str, Any]] = {}
     for i, r in enumerate(runs):
@@ -164,10 +177,10 @@ def analyse(task: Task, runs: list[ArmRun], hardware: HardwareProfile, hardware_
     adjusted = dict(zip(raw_p, stats.holm(list(raw_p.values())))) if raw_p else {}
     arms = []
     for i, r in enumerate(runs):
-        d = r.doc
-        sec = (d["latency_ms"]["mean"] or 0) / 1000
+        d = r.document
+        sec = (d.latency_ms.mean or 0) / 1000
         cost = local_cost_per_1k(hardware, sec) if sec > 0 else None
-        p_tok, c_tok = d["prompt_tokens"]["mean"], d["completion_tokens"]["mean"]
+        p_tok, c_tok = d.prompt_tokens.mean, d.completion_tokens.mean
         cloud = []
         for price in prices:
             c = cloud_cost_per_1k(price, p_tok, c_tok)
@@ -177,24 +190,24 @@ def analyse(task: Task, runs: list[ArmRun], hardware: HardwareProfile, hardware_
         arms.append({
             "label": r.arm.display(),
             "arm": r.arm.model_dump(exclude_none=True),
-            "run_id": d["run_id"],
-            "model": d["model"],
-            "gpu_layers": d["model"].get("details", {}).get("n_gpu_layers"),  # llamacpp arms: what ran
-            "settings": d["settings"],
-            "metrics": d["metrics"],
-            "ci": d["ci"],
+            "run_id": d.run_id,
+            "model": d.model.model_dump(),
+            "gpu_layers": d.model.details.get("n_gpu_layers"),  # llamacpp arms: what ran
+            "settings": d.settings,
+            "metrics": d.metrics,
+            "ci": d.ci,
             "primary": quality[i],
-            "latency_ms": d["latency_ms"],
-            "ttft_ms": d["ttft_ms"],
-            "tokens_per_s": d["tokens_per_s"],
-            "items_per_s": d["items_per_s"],
-            "peak_memory_mb": d.get("peak_memory_mb"),
-            "memory_source": d.get("memory_source"),
-            "gpu_memory_mb": d.get("gpu_memory_mb"),
+            "latency_ms": d.latency_ms.model_dump(),
+            "ttft_ms": d.ttft_ms.model_dump(),
+            "tokens_per_s": d.tokens_per_s,
+            "items_per_s": d.items_per_s,
+            "peak_memory_mb": d.peak_memory_mb,
+            "memory_source": d.memory_source,
+            "gpu_memory_mb": d.gpu_memory_mb,
             "cost_per_1k": None if cost is None else round(cost, 6),
             "cloud": cloud,
-            "consistency": d.get("consistency"),
-            "failures": d["failures"],
+            "consistency": d.consistency,
+            "failures": d.failures,
             "best": i == best,
             "vs_best": None if i == best else round(adjusted[i], 6),
             "vs_best_detail": details.get(i),
@@ -205,12 +218,12 @@ def analyse(task: Task, runs: list[ArmRun], hardware: HardwareProfile, hardware_
                          tolerance={"memory": 0.05})
     for a, f in zip(arms, flags):
         a["pareto"] = f
-    return {
+    return BakeoffDocument.model_validate({
         "task": task.name,
         "kind": task.kind,
-        "split": runs[0].doc["split"],
-        "n_items": runs[0].doc["n_items"],
-        "data": runs[0].doc["data"],
+        "split": runs[0].document.split,
+        "n_items": runs[0].document.n_items,
+        "data": runs[0].document.data.model_dump(),
         "primary_metric": metric,
         "best": arms[best]["label"],
         "hardware": {**hardware.model_dump(), "as_of": hardware_as_of},
@@ -218,4 +231,25 @@ def analyse(task: Task, runs: list[ArmRun], hardware: HardwareProfile, hardware_
         "significance": "vs_best: Holm-adjusted p-value of a paired bootstrap on the primary metric "
                         "(2,000 resamples) against the best arm; vs_best_detail also gives exact McNemar on accuracy",
         "arms": arms,
-    }
+    })
+
+
+def bakeoff(task: Task, arms: Sequence[ArmSpec | str] | None = None, *, split: str = "test", repeats: int = 1,
+            limit: int | None = None, hardware: str | None = None, hardware_file: Path | None = None,
+            prices_file: Path | None = None, gpu_layers: int | None = None, quiet: bool = False) -> BakeoffDocument:
+    """Run every arm on the same items of `split` and compare them: quality with CIs, latency, memory, cost per
+    1K requests, paired significance against the best arm, the Pareto frontier.
+
+    `arms`: `ArmSpec`s or `MODEL[,key=value...]` strings (`parse_arm`); default: the task's `[bakeoff]` arms.
+    `hardware`: a profile of the cost model (default: the task's); `hardware_file`/`prices_file`: your own tables.
+    """
+    from honed.cost import load_hardware, load_prices
+
+    specs = [parse_arm(a) if isinstance(a, str) else a for a in arms] if arms else list(task.spec.bakeoff.arms)
+    if len(specs) < 2:
+        raise UserError("a bake-off needs at least two arms: pass --arm MODEL twice or more, or list "
+                        "[[bakeoff.arms]] in honed.toml")
+    hw, hw_date = load_hardware(hardware or task.spec.bakeoff.hardware, hardware_file)
+    prices, prices_date = load_prices(prices_file)
+    runs = run_arms(task, specs, split=split, repeats=repeats, limit=limit, quiet=quiet, gpu_layers=gpu_layers)
+    return analyse(task, runs, hw, hw_date, prices, prices_date)

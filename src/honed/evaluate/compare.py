@@ -6,7 +6,6 @@ bootstrap over items, resampling the same indices for both runs.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -14,32 +13,17 @@ import numpy as np
 
 from honed.errors import UserError
 from honed.evaluate import stats
-from honed.evaluate.scoring import ItemRecord, metric_on
-from honed.task.spec import Task, TaskSpec
-
-
-def load_run(run_dir: Path) -> tuple[dict[str, Any], list[ItemRecord], Task]:
-    """A finished run folder → (result document, per-item records, the task as it was run)."""
-    result_path = run_dir / "result.json"
-    if not result_path.exists():
-        raise UserError(f"{run_dir}: no result.json (the run did not finish; re-run it to complete it)")
-    doc = json.loads(result_path.read_text(encoding="utf-8"))
-    records = [ItemRecord(**json.loads(line)) for line in (run_dir / "items.jsonl").read_text().splitlines()
-               if line.strip()]
-    spec = TaskSpec.model_validate(json.loads((run_dir / "task.json").read_text()))
-    manifest = json.loads((run_dir / "manifest.json").read_text())
-    task = Task(spec, Path(manifest.get("task_dir", run_dir)))
-    return doc, records, task
+from honed.evaluate.document import read_eval_run
+from honed.evaluate.scoring import metric_on
 
 
 def compare_runs(dir_a: Path, dir_b: Path, *, n_resamples: int = 2000, seed: int = 0) -> dict[str, Any]:
     """Paired comparison of run B against run A (B - A)."""
-    doc_a, recs_a, task = load_run(dir_a)
-    doc_b, recs_b, _ = load_run(dir_b)
-    if doc_a["task"] != doc_b["task"]:
-        raise UserError(f"runs are of different tasks ({doc_a['task']} vs {doc_b['task']}): nothing to pair")
-    a0 = {r.id: r for r in recs_a if r.repeat == 0}
-    b0 = {r.id: r for r in recs_b if r.repeat == 0}
+    run_a, run_b = read_eval_run(dir_a), read_eval_run(dir_b)
+    doc_a, doc_b, task = run_a.document, run_b.document, run_a.task()
+    if doc_a.task != doc_b.task:
+        raise UserError(f"runs are of different tasks ({doc_a.task} vs {doc_b.task}): nothing to pair")
+    a0, b0 = run_a.by_id(), run_b.by_id()
     ids = [i for i in a0 if i in b0]
     if not ids:
         raise UserError("the two runs share no items: compare runs on the same split")
@@ -50,16 +34,16 @@ def compare_runs(dir_a: Path, dir_b: Path, *, n_resamples: int = 2000, seed: int
     ra = [a0[i] for i in ids]
     rb = [b0[i] for i in ids]
     mc = stats.mcnemar_exact([r.correct for r in ra], [r.correct for r in rb])
-    metric = doc_a.get("primary_metric") or "accuracy"
+    metric = doc_a.primary_metric or "accuracy"
     kws: list[list[str]] = [[] for _ in ids]
     stat_a = metric_on(task, ra, kws, metric)
     stat_b = metric_on(task, rb, kws, metric)
     boot = stats.paired_bootstrap(stat_a, stat_b, len(ids), n_resamples=n_resamples, seed=seed)
     all_idx = np.arange(len(ids))
     return {
-        "task": doc_a["task"],
-        "a": {"run_id": doc_a.get("run_id"), "model": doc_a["model"]["name"], "sha256": doc_a["model"]["sha256"]},
-        "b": {"run_id": doc_b.get("run_id"), "model": doc_b["model"]["name"], "sha256": doc_b["model"]["sha256"]},
+        "task": doc_a.task,
+        "a": {"run_id": doc_a.run_id, "model": doc_a.model.name, "sha256": doc_a.model.sha256},
+        "b": {"run_id": doc_b.run_id, "model": doc_b.model.name, "sha256": doc_b.model.sha256},
         "n_paired": len(ids),
         "note": note,
         "accuracy": {"a": float(np.mean([r.correct for r in ra])), "b": float(np.mean([r.correct for r in rb])),

@@ -13,6 +13,7 @@ from typing import Any
 from honed import __version__
 from honed.backends.base import Backend
 from honed.display import Bar
+from honed.evaluate.document import RESULT_FILE, EvalDocument
 from honed.evaluate.scoring import ItemRecord, item_keywords, judge, score, timing_summary
 from honed.store import Store, canonical_json, request_key, sha256_text, write_json_atomic, write_text_atomic
 from honed.task.data import Item, items_hash, load_items
@@ -23,13 +24,19 @@ from honed.types import Request, Response
 
 @dataclass
 class EvalResult:
-    """The JSON document (`doc`, what `--json` writes), the per-item records and where the run lives."""
+    """The typed document (`document`: what `result.json` and `--json` hold), the per-item records and where the
+    run lives."""
 
-    doc: dict[str, Any]
+    document: EvalDocument
     records: list[ItemRecord]
     run_id: str | None = None
     run_dir: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def doc(self) -> dict[str, Any]:
+        """result.json's JSON object."""
+        return self.document.as_json()
 
 
 def _version(module: str) -> str | None:
@@ -190,12 +197,13 @@ def evaluate(
         "cache": {"hits": sum(r.cached for r in records), "misses": sum(not r.cached for r in records)},
         "wall_s": round(time.perf_counter() - t_start, 3),
     }
-    result = EvalResult(doc=doc, records=records, run_id=run_id, run_dir=run_dir)
+    # the writer checks its own document: a key missing or misspelt fails here, not in a reader stages later
+    result = EvalResult(document=EvalDocument.model_validate(doc), records=records, run_id=run_id, run_dir=run_dir)
     if run_dir is not None and run_id is not None:
         _write_run(task, result, run_dir)
         store.record_run(run_id, "eval", task.name, backend.info.name, backend.info.sha256, run_dir, "complete",
                          {"primary_metric": task.primary_metric,
-                          "value": doc["metrics"].get(task.primary_metric), "n_items": len(items)})
+                          "value": result.document.metrics.get(task.primary_metric), "n_items": len(items)})
     if own_store:
         store.close()
     return result
@@ -208,19 +216,20 @@ def _write_run(task: Task, result: EvalResult, run_dir: Path) -> None:
         for rec in result.records:
             fh.write(json.dumps(rec.__dict__, ensure_ascii=False, default=str) + "\n")
     (run_dir / "items.jsonl.tmp").replace(run_dir / "items.jsonl")
-    write_json_atomic(run_dir / "result.json", result.doc)
+    doc = result.document.as_json()
+    write_json_atomic(run_dir / RESULT_FILE, doc)
     spec_text = task.source.read_text(encoding="utf-8") if task.source else canonical_json(task.spec.model_dump())
     write_json_atomic(run_dir / "manifest.json", {
         "run_id": result.run_id,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "task": {"name": task.name, "file": str(task.source), "sha256": sha256_text(spec_text)},
         "task_dir": str(task.root),
-        "data": result.doc["data"],
-        "model": result.doc["model"],
-        "settings": result.doc["settings"],
+        "data": doc["data"],
+        "model": doc["model"],
+        "settings": doc["settings"],
         "versions": {"honed": __version__, "python": platform.python_version(),
                      "llama_cpp_python": _version("llama-cpp-python"), "transformers": _version("transformers"),
                      "platform": platform.platform()},
     })
     write_json_atomic(run_dir / "task.json", task.spec.model_dump(by_alias=True))
-    write_text_atomic(run_dir / "summary.md", markdown_summary(result.doc))
+    write_text_atomic(run_dir / "summary.md", markdown_summary(doc))

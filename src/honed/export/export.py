@@ -295,11 +295,10 @@ def export(run: Path, *, out: Path | None = None, quants: list[str] | None = Non
         _link(r.path, root / file_name(r.quant))
     shutil.copytree(adapter, root / "adapter")
     _copy_task(task, root / TASK_DIR)
-    from honed.evaluate.compare import load_run
+    from honed.evaluate.document import read_eval_run
 
     rec_row = next(r for r in ladder["rungs"] if r["quant"] == recommended)
-    _, rec_records, _ = load_run(Path(rec_row["eval_run_dir"]))
-    answers = {r.id: r.answer for r in rec_records}
+    answers = {r.id: r.answer for r in read_eval_run(rec_row["eval_run_dir"]).records}
     write_anchors(root, [Anchor(it.id, it.inputs, it.expected, answers.get(it.id)) for it in anchors])
     write_json_atomic(root / "ladder.json", ladder)
     mf.from_ = "./" + file_name(recommended)

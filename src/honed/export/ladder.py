@@ -107,24 +107,24 @@ def measure_ladder(task: Task, rungs: list[RungFile], merged_dir: Path, n_anchor
     for rung in rungs:
         on_stage(f"evaluating the {rung.quant} rung on the locked test")
         run = run_arms(task, [ArmSpec(model=str(rung.path), label=rung.quant)], quiet=True)[0]
-        d = run.doc
+        d = run.document
         same, n = agreement(run.records, merged.records)
-        mean_s = (d["latency_ms"]["mean"] or 0) / 1000
+        mean_s = (d.latency_ms.mean or 0) / 1000
         docs.append({
-            "quant": rung.quant, "file": file_name(rung.quant), "metric": d["metrics"].get(metric),
-            "ci": d["ci"].get(metric), "p50_ms": d["latency_ms"]["p50"], "p95_ms": d["latency_ms"]["p95"],
-            "peak_memory_mb": d.get("peak_memory_mb"),
+            "quant": rung.quant, "file": file_name(rung.quant), "metric": d.metrics.get(metric),
+            "ci": d.ci.get(metric), "p50_ms": d.latency_ms.p50, "p95_ms": d.latency_ms.p95,
+            "peak_memory_mb": d.peak_memory_mb,
             "cost_per_1k": round(local_cost_per_1k(hw, mean_s), 6) if mean_s > 0 else None,
             "agreement_with_merged": round(same / n, 4) if n else None, "eval_run_dir": str(run.run_dir),
         })
         extras[rung.quant] = {"size_mb": round(rung.size_mb, 1), "agreement": {"same": same, "of": n},
-                              "hardware": task.spec.bakeoff.hardware, "n_items": d["n_items"],
-                              "failures": d["failures"]}
+                              "hardware": task.spec.bakeoff.hardware, "n_items": d.n_items,
+                              "failures": d.failures}
     sizes = {r.quant: r.size_mb for r in rungs}
     recommended, why = choose_rung(docs, sizes, tolerance, min_value)
     ladder = {"rungs": docs, "recommended": recommended, "why": why, "tolerance": tolerance}
-    extras["merged"] = {"eval_run_dir": str(merged.run_dir), "n_items": merged.doc["n_items"],
-                        "metric": merged.doc["metrics"].get(metric)}
+    extras["merged"] = {"eval_run_dir": str(merged.run_dir), "n_items": merged.document.n_items,
+                        "metric": merged.document.metrics.get(metric)}
     return ladder, extras
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from honed.errors import UserError
+from honed.evaluate.document import EvalDocument, read_eval_run
 from honed.evaluate.scoring import ItemRecord, item_keywords, metric_on
 from honed.gate import checks
 from honed.task.data import Item
@@ -20,7 +21,7 @@ from honed.task.spec import Task
 @dataclass
 class Arm:
     run_dir: Path
-    doc: dict[str, Any]
+    document: EvalDocument
     records: dict[str, ItemRecord]
     """The arm's first-repeat answer per item id."""
     shared: list[int]
@@ -29,13 +30,11 @@ class Arm:
 
 def load_arm(vs: Path, task: Task, items: list[Item]) -> Arm:
     """Read an arm run folder and check that it ran this task on this version of the test set."""
-    from honed.evaluate.compare import load_run
-
-    doc, recs, _ = load_run(vs)
-    if doc.get("task") != task.name:
-        raise UserError(f"{vs}: the arm ran task {doc.get('task')!r}, the tune run is {task.name!r}: nothing to "
+    run = read_eval_run(vs)
+    if run.document.task != task.name:
+        raise UserError(f"{vs}: the arm ran task {run.document.task!r}, the tune run is {task.name!r}: nothing to "
                         "pair")
-    by_id = {r.id: r for r in recs if r.repeat == 0}
+    by_id = run.by_id()
     shared = [i for i, item in enumerate(items) if item.id in by_id]
     if not shared:
         raise UserError(f"{vs}: the arm run shares no item with the locked test; evaluate the arm on it: "
@@ -44,7 +43,7 @@ def load_arm(vs: Path, task: Task, items: list[Item]) -> Arm:
     if changed:
         raise UserError(f"{vs}: the arm was scored against other expected answers for {len(changed)} item(s) "
                         f"(e.g. {changed[0]!r}): it ran on another version of the test set; re-run it")
-    return Arm(vs, doc, by_id, shared)
+    return Arm(vs, run.document, by_id, shared)
 
 
 def compare_arm(arm: Arm, task: Task, items: list[Item], tuned: list[ItemRecord], metric: str, *,
@@ -55,10 +54,10 @@ def compare_arm(arm: Arm, task: Task, items: list[Item], tuned: list[ItemRecord]
     ra, rt = [arm.records[items[i].id] for i in idx], [tuned[i] for i in idx]
     imp = checks.paired_improvement(metric_on(task, ra, kws, metric), metric_on(task, rt, kws, metric), len(idx),
                                     n_resamples=n_resamples, seed=seed)
-    model = arm.doc["model"]["name"]
+    model = arm.document.model.name
     check = checks.vs_arm_check({**imp, "n_paired": len(idx)}, metric, f"arm {model}")
-    info = {"run_dir": str(arm.run_dir), "run_id": arm.doc.get("run_id"), "model": model,
-            "backend": arm.doc["model"].get("backend"), "n_paired": len(idx),
+    info = {"run_dir": str(arm.run_dir), "run_id": arm.document.run_id, "model": model,
+            "backend": arm.document.model.backend, "n_paired": len(idx),
             "note": f"paired on the {len(idx)} test items both runs have" if len(idx) < len(items) else
             f"{len(idx)} paired items", "value": imp["base"], "tuned_value": imp["tuned"],
             "difference": imp["difference"], "difference_ci": imp["difference_ci"], "p_value": imp["p_value"],

@@ -84,7 +84,7 @@ def _read(path: Path) -> dict[str, Any]:
 def load(run: Path, key: str, items: list[Item]) -> tuple[Side, Side] | None:
     """The recorded sides for this fingerprint, if their eval run folders are still whole."""
     from honed.errors import UserError
-    from honed.evaluate.compare import load_run
+    from honed.evaluate.document import read_eval_run
 
     entry = _read(run / CACHE_FILE).get(key)
     if not entry:
@@ -93,11 +93,12 @@ def load(run: Path, key: str, items: list[Item]) -> tuple[Side, Side] | None:
     for name in ("base", "tuned"):
         e = entry[name]
         try:
-            doc, records, _ = load_run(Path(e["eval_run_dir"]))
-        except (UserError, OSError, json.JSONDecodeError, TypeError, KeyError):
+            run = read_eval_run(Path(e["eval_run_dir"]))
+        except (UserError, OSError, TypeError, KeyError):
             return None
-        if [r.id for r in records] != [i.id for i in items]:
+        if [r.id for r in run.records] != [i.id for i in items]:
             return None
-        result = EvalResult(doc=doc, records=records, run_id=doc.get("run_id"), run_dir=Path(e["eval_run_dir"]))
+        result = EvalResult(document=run.document, records=run.records, run_id=run.document.run_id,
+                            run_dir=run.run_dir)
         sides.append(Side(result, e["nll"], e.get("base_sha256")))
     return sides[0], sides[1]

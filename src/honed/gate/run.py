@@ -115,7 +115,7 @@ def _labels(records: list[ItemRecord]) -> list[str]:
 
 
 def _ci(result: EvalResult, stat: checks.Statistic, n: int, metric: str, n_resamples: int) -> list[float]:
-    ci = result.doc.get("ci", {}).get(metric)
+    ci = result.document.ci.get(metric)
     if ci is not None:
         return list(ci)
     from honed.evaluate import stats
@@ -189,8 +189,8 @@ def gate(run: Path, *, vs: Path | None = None, limit: int | None = None, store: 
         checks.forgetting_check(base.nll["mean_nll"], tuned.nll["mean_nll"], acc.max_forgetting,
                                 tuned.nll["n_prompts"]),
         checks.collapse_check(_labels(rt), expected_top_share(task, items), acc.collapse_share),
-        checks.latency_check(tuned.result.doc["latency_ms"]["p95"], acc.max_p95_latency_ms),
-        checks.min_value_check(imp["tuned"], tuned.result.doc.get("ci", {}).get(metric), metric, acc.min_value),
+        checks.latency_check(tuned.result.document.latency_ms.p95, acc.max_p95_latency_ms),
+        checks.min_value_check(imp["tuned"], tuned.result.document.ci.get(metric), metric, acc.min_value),
     ]
     vs_arm = None
     if arm is not None:
@@ -199,7 +199,7 @@ def gate(run: Path, *, vs: Path | None = None, limit: int | None = None, store: 
 
     def side(s: Side, stat: checks.Statistic, value: float) -> dict[str, Any]:
         return {"value": value, "ci": _ci(s.result, stat, len(items), metric, n_resamples),
-                "p95_ms": s.result.doc["latency_ms"]["p95"], "eval_run_dir": str(s.result.run_dir)}
+                "p95_ms": s.result.document.latency_ms.p95, "eval_run_dir": str(s.result.run_dir)}
 
     from honed.backends.transformers import adapter_sha256
 
@@ -229,8 +229,7 @@ def gate(run: Path, *, vs: Path | None = None, limit: int | None = None, store: 
         "min_value": acc.min_value,
         "prompt": {"base": "base", "tuned": task.prompt},
         # how each side was decoded, as its evaluation recorded it (the task's constraint, or free for both)
-        "constrained": {"base": bool(base.result.doc["settings"].get("constrained")),
-                        "tuned": bool(tuned.result.doc["settings"].get("constrained"))},
+        "constrained": {"base": base.result.document.constrained, "tuned": tuned.result.document.constrained},
         "checks": gate_checks,
         "vs_arm": vs_arm,
     }

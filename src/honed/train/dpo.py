@@ -30,6 +30,7 @@ from honed.task.spec import Task
 from honed.train.config import TuneConfig
 from honed.train.dataset import middle_truncate, render_completion
 from honed.train.session import base_pass, finish, guardrails, prepare, train_with_guardrails
+from honed.train.summary import TuneSummary
 from honed.types import Response
 
 
@@ -99,7 +100,7 @@ def encode_pairs(pairs: list[Pair], fmt: ChatFormat, max_length: int) -> tuple[l
     return rows, skipped
 
 
-def tune_dpo(task: Task, config: TuneConfig, *, store: Store | None = None) -> dict[str, Any]:
+def tune_dpo(task: Task, config: TuneConfig, *, store: Store | None = None) -> TuneSummary:
     """DPO with a LoRA adapter (the reference is the same model with the adapter disabled)."""
     try:
         from datasets import Dataset

@@ -26,6 +26,7 @@ from honed.errors import UserError
 from honed.store import Store, write_json_atomic
 from honed.train.loop import Plan
 from honed.train.status import FINISHED, pid_alive, read_status
+from honed.train.summary import TuneSummary
 from honed.train.validate import ValPass
 
 LAST = "last"
@@ -106,7 +107,7 @@ def _restore(s: Any, ck: dict[str, Any]) -> None:
         save_adapter(s.model, s.best_dir)  # killed between last/ and best/: the best is the checkpoint itself
 
 
-def resume_tune(run: Path, *, store: Store | None = None) -> dict[str, Any]:
+def resume_tune(run: Path, *, store: Store | None = None) -> TuneSummary:
     """Continue the tune run in folder `run` from `run/last/`; returns the run summary, as `tune` does."""
     from honed.task.spec import load_task
     from honed.train.config import TuneConfig

@@ -29,6 +29,7 @@ from honed.train.config import TuneConfig
 from honed.train.dataset import Encoded, EncodeReport, encode, render_prompt
 from honed.train.distributed import is_main_process
 from honed.train.status import write_status
+from honed.train.summary import TuneSummary, write_summary
 from honed.train.validate import ValPass, expected_top_share, run_val_pass
 
 log = logging.getLogger("honed")
@@ -447,7 +448,7 @@ def train_with_guardrails(s: Session, trainer: Any) -> tuple[str, Any, float]:
 
 
 def finish(s: Session, steps: int, train_loss: float | None, status: str, train_s: float, n_tokens: float,
-           extra: dict[str, Any] | None = None) -> dict[str, Any]:
+           extra: dict[str, Any] | None = None) -> TuneSummary:
     """Selection (best step by the val metric, and why), summary, curves, registry; the run folder is complete."""
     config, curves, metric = s.config, s.curves, s.metric
     best: ValPass | None = s.state["best"]
@@ -469,7 +470,7 @@ def finish(s: Session, steps: int, train_loss: float | None, status: str, train_
         "collapsed": collapsed_best,
         "evals": len(curves["val"]) - 1,
     }
-    summary = {
+    summary = TuneSummary.model_validate({
         "run_id": s.run_id, "run_dir": str(s.run_dir), "method": config.method,
         "status": "collapsed" if collapsed_best else status,
         "adapter": str(s.best_dir) if s.best_dir.exists() else None, "selection": selection,
@@ -477,19 +478,19 @@ def finish(s: Session, steps: int, train_loss: float | None, status: str, train_
         "train_tokens_per_s": round(n_tokens / train_s, 1) if train_s > 0 else None,
         "train_loss": train_loss, "encode": s.report.as_dict(), "warnings": s.warnings,
         "alarms": curves["alarms"], "prompt": s.task.prompt, **(extra or {}),
-    }
+    })
     write_json_atomic(s.run_dir / "selection.json", selection)
     write_json_atomic(s.run_dir / "curves.json", curves)
     (s.run_dir / "curves.html").write_text(curves_html(curves, metric), encoding="utf-8")
-    write_json_atomic(s.run_dir / "summary.json", summary)
+    write_summary(s.run_dir, summary)
     shutil.rmtree(s.run_dir / "trainer", ignore_errors=True)
-    if summary["status"] != "interrupted":  # a Ctrl-C'd run may still be resumed; a finished one has no use for it
+    if summary.status != "interrupted":  # a Ctrl-C'd run may still be resumed; a finished one has no use for it
         shutil.rmtree(s.run_dir / "last", ignore_errors=True)
     if is_main_process():
-        write_status(s.run_dir, summary["status"])  # last: only now is the run folder complete
+        write_status(s.run_dir, summary.status)  # last: only now is the run folder complete
     if is_main_process():
         s.store.record_run(s.run_id, "tune", s.task.name, config.model, s.loaded.sha256, s.run_dir,
-                           summary["status"], {"primary_metric": metric, "value": best.metric if best else None})
+                           summary.status, {"primary_metric": metric, "value": best.metric if best else None})
     if s.owns_store:
         s.store.close()
     if collapsed_best:

@@ -27,9 +27,10 @@ from honed.train.session import (
     prepare,
     replay_rows,
 )
+from honed.train.summary import TuneSummary
 
 
-def tune(task: Task, config: TuneConfig, *, store: Store | None = None) -> dict[str, Any]:
+def tune(task: Task, config: TuneConfig, *, store: Store | None = None) -> TuneSummary:
     """Fine-tune `config.model` on the task's train split; returns the run summary (also in the run folder)."""
     if config.method == "dpo":
         from honed.train.dpo import tune_dpo

@@ -15,9 +15,9 @@ from typing import Any
 
 from honed.errors import DataError
 from honed.store import write_json_atomic
+from honed.train.summary import SUMMARY_FILE
 
 STATUS_FILE = "status.json"
-SUMMARY_FILE = "summary.json"
 FINISHED = ("complete", "interrupted", "collapsed")
 
 

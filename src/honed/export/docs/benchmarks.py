@@ -12,6 +12,7 @@ from typing import Any
 
 from honed.display import fmt, fmt_ci
 from honed.errors import UserError
+from honed.evaluate.document import EvalRun, read_eval_run
 from honed.export.docs import runs as dr
 from honed.export.docs.markdown import table
 from honed.export.package import TASK_DIR, Manifest
@@ -41,7 +42,7 @@ def render_benchmarks(pkg_root: Path, manifest: Manifest, gate: dict[str, Any], 
     _check_gate(gate)
     task = load_task(Path(pkg_root) / TASK_DIR, prompt=manifest.prompt)
     items = {i.id: i for i in load_items(task, "test")}
-    base, tuned = dr.read_run(gate["base"]["eval_run_dir"]), dr.read_run(gate["tuned"]["eval_run_dir"])
+    base, tuned = read_eval_run(gate["base"]["eval_run_dir"]), read_eval_run(gate["tuned"]["eval_run_dir"])
     metric = gate["primary_metric"]
     out = [f"# Benchmarks: {manifest.task} {manifest.version}", "",
            f"A `{task.kind}` task, measured on its locked test set (`task/data/test.jsonl`, {gate['n_items']} items)"
@@ -73,7 +74,7 @@ def _check_gate(gate: dict[str, Any]) -> None:
         raise UserError(f"gate.json lacks {', '.join(missing)}: re-run `honed gate RUN` (benchmarks.md reads them)")
 
 
-def _gate_section(gate: dict[str, Any], manifest: Manifest, base: dr.EvalRun, tuned: dr.EvalRun) -> list[str]:
+def _gate_section(gate: dict[str, Any], manifest: Manifest, base: EvalRun, tuned: EvalRun) -> list[str]:
     metric = gate["primary_metric"]
     forced = " — exported anyway (`--force`): this model did NOT pass its gate" if manifest.gate.get("forced") \
         else ""
@@ -122,7 +123,7 @@ def _matrix_table(conf: dict[str, Any]) -> str:
                  [[label, *row] for label, row in zip(conf["labels"], conf["matrix"], strict=True)])
 
 
-def _matrix_section(task: Task, items: dict[str, Item], base: dr.EvalRun, tuned: dr.EvalRun) -> list[str]:
+def _matrix_section(task: Task, items: dict[str, Item], base: EvalRun, tuned: EvalRun) -> list[str]:
     if task.kind in ("classify", "pick"):
         out = ["## Confusion matrix", ""]
         if task.kind == "pick":
@@ -130,7 +131,7 @@ def _matrix_section(task: Task, items: dict[str, Item], base: dr.EvalRun, tuned:
                     "did: NONE, PICK (the right number, or any number where NONE was right: a false pick), "
                     "WRONG_PICK, INVALID (no answer).", ""]
         for name, run in (("tuned", tuned), ("base", base)):
-            conf = dr.confusion(task, run.records)
+            conf = dr.confusion(task, run.first)
             assert conf is not None
             out += [f"### {name} (eval run `{run.run_id}`)", "", _matrix_table(conf), ""]
         out += ["Source: `items.jsonl` of each eval run, counted with the same scorer as `honed eval`.", ""]
@@ -140,7 +141,7 @@ def _matrix_section(task: Task, items: dict[str, Item], base: dr.EvalRun, tuned:
             "answers are free text, not classes: shown instead, the pass rate of each format rule")
     out = ["## Field and rule scores (instead of a confusion matrix)", "",
            f"No confusion matrix for a `{task.kind}` task ({what}), base vs tuned.", ""]
-    bd, td = dr.kind_detail(task, base.records, items), dr.kind_detail(task, tuned.records, items)
+    bd, td = dr.kind_detail(task, base.first, items), dr.kind_detail(task, tuned.first, items)
     out += [table(["metric", "base", "tuned"], [[k, fmt(v), fmt(td["rates"].get(k))] for k, v in bd["rates"].items()]),
             ""]
     if task.kind == "extract":
@@ -158,7 +159,7 @@ def _matrix_section(task: Task, items: dict[str, Item], base: dr.EvalRun, tuned:
     return out
 
 
-def _examples_section(task: Task, items: dict[str, Item], base: dr.EvalRun, tuned: dr.EvalRun) -> list[str]:
+def _examples_section(task: Task, items: dict[str, Item], base: EvalRun, tuned: EvalRun) -> list[str]:
     pairs = dr.before_after(base, tuned)
     n_fixed = sum(p.change == "fixed" for p in pairs)
     out = ["## Before and after", "",
@@ -176,11 +177,11 @@ def _examples_section(task: Task, items: dict[str, Item], base: dr.EvalRun, tune
     return out
 
 
-def _failures_section(task: Task, tuned: dr.EvalRun) -> list[str]:
-    groups = dr.failures_by_cause(tuned.records)
+def _failures_section(task: Task, tuned: EvalRun) -> list[str]:
+    groups = dr.failures_by_cause(tuned.first)
     n_wrong = sum(len(v) for v in groups.values())
     out = ["## Failures it still makes", "",
-           f"{n_wrong} of {len(tuned.records)} test items are still wrong for the tuned model (eval run "
+           f"{n_wrong} of {len(tuned.first)} test items are still wrong for the tuned model (eval run "
            f"`{tuned.run_id}`), by cause:", ""]
     if not groups:
         return out + ["None: every test item is right.", ""]

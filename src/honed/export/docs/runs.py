@@ -8,61 +8,16 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import dataclass, fields
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
-from honed.errors import UserError
 from honed.evaluate import scorers
+from honed.evaluate.document import EvalRun
 from honed.evaluate.output import FAILURE_CAUSES
 from honed.evaluate.scoring import ItemRecord, item_keywords
 from honed.export.docs.markdown import cut
 from honed.task.data import Item
 from honed.task.spec import Task
-
-_RECORD_FIELDS = {f.name for f in fields(ItemRecord)}
-
-
-@dataclass(frozen=True)
-class EvalRun:
-    """One eval run folder, as far as the documents need it."""
-
-    run_dir: Path
-    run_id: str
-    records: list[ItemRecord]
-    """Repeat 0 only: one record per item, in file order."""
-    doc: dict[str, Any]
-    """result.json ({} when absent)."""
-
-    def by_id(self) -> dict[str, ItemRecord]:
-        return {r.id: r for r in self.records}
-
-    @property
-    def backend(self) -> str:
-        return str((self.doc.get("model") or {}).get("backend") or "an unrecorded backend")
-
-
-def read_run(run_dir: str | Path) -> EvalRun:
-    """Read an eval run folder's `items.jsonl` (a clear error naming the file when it is absent or broken)."""
-    run_dir = Path(run_dir)
-    path = run_dir / "items.jsonl"
-    if not path.is_file():
-        raise UserError(f"{path}: eval run items not found; gate.json/ladder name this run folder, but it is gone "
-                        "(re-run `honed gate RUN` to evaluate again)")
-    records = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            rec = ItemRecord(**{k: v for k, v in row.items() if k in _RECORD_FIELDS})
-        except (json.JSONDecodeError, TypeError) as exc:
-            raise UserError(f"{path}:{n}: not an ItemRecord line ({exc})") from None
-        if rec.repeat == 0:
-            records.append(rec)
-    result = run_dir / "result.json"
-    doc = json.loads(result.read_text(encoding="utf-8")) if result.is_file() else {}
-    return EvalRun(run_dir, doc.get("run_id") or run_dir.name, records, doc)
 
 
 def valid_answer(rec: ItemRecord) -> Any:
@@ -140,7 +95,7 @@ def before_after(base: EvalRun, tuned: EvalRun, n: int = 5) -> list[Pair]:
     """
     b = base.by_id()
     fixed, changed, broken = [], [], []
-    for t in tuned.records:
+    for t in tuned.first:
         if t.id not in b:
             continue
         r = b[t.id]

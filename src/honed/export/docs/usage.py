@@ -12,6 +12,7 @@ from typing import Any
 
 from honed.display import fmt, fmt_ci
 from honed.errors import UserError
+from honed.evaluate.document import EvalRun, read_eval_run
 from honed.evaluate.scorers import INVALID
 from honed.export.docs import runs as dr
 from honed.export.docs.examples import examples_section
@@ -175,14 +176,14 @@ def hardware_section(pkg: Package, manifest: Manifest) -> list[str]:
             "the files in this folder.", ""]
 
 
-def _run_for_limits(manifest: Manifest) -> tuple[dr.EvalRun | None, str]:
+def _run_for_limits(manifest: Manifest) -> tuple[EvalRun | None, str]:
     """The eval run that describes the shipped model best: the recommended rung's, else the gate's tuned run."""
     rec = recommended_rung(manifest)
     candidates = [(rung_value(rec, "eval_run_dir"), f"the {rec.quant} rung's eval run"),
                   ((manifest.gate.get("tuned") or {}).get("eval_run_dir"), "the gate's tuned eval run")]
     for run_dir, what in candidates:
         if run_dir and (Path(run_dir) / "items.jsonl").is_file():
-            run = dr.read_run(run_dir)
+            run = read_eval_run(run_dir)
             return run, f"{what} `{run.run_id}`"
     return None, ""
 
@@ -213,13 +214,13 @@ def limitations_section(pkg: Package, manifest: Manifest, task: Task) -> list[st
                    f"{fmt_ci(rung_value(rec, 'ci'))}; manifest.json rungs).")
     run, what = _run_for_limits(manifest)
     if run is not None:
-        conf = dr.confusion(task, run.records)
+        conf = dr.confusion(task, run.first)
         if conf is not None:
             for true, pred, count, total in dr.top_confusions(conf):
                 did = "gives no valid answer on" if pred == INVALID else f"answers `{pred}` on"
                 out.append(f"- It {did} {count} of {total} `{true}` items ({what}).")
-        for cause, recs in dr.failures_by_cause(run.records).items():
-            out.append(f"- {cause}: {len(recs)} of {len(run.records)} test items ({what}).")
+        for cause, recs in dr.failures_by_cause(run.first).items():
+            out.append(f"- {cause}: {len(recs)} of {len(run.first)} test items ({what}).")
     out += ["- It is as good as its training data: inputs unlike those (topics, phrasing, length) were not measured.",
             ""]
     return out
