@@ -29,9 +29,6 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
 TIERS = ("unit", "integration", "slow", "gpu")
-TWO_TIERS_PENDING = {"tests/integration/test_export_docs.py::test_other_kinds_document_and_verify[extract]"}
-"""Tests that still carry two tiers, each to be moved to one by the change that owns its file (a param marked
-`slow` inside an `integration` module): listed here so that the rule holds for every other test meanwhile."""
 
 
 @pytest.hookimpl(trylast=True)  # after `-m` deselected: `pytest -m unit` never imports torch here
@@ -40,7 +37,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     wrong = []
     for item in items:
         tiers = sorted({m.name for m in item.iter_markers() if m.name in TIERS})
-        if len(tiers) != 1 and not (len(tiers) == 2 and item.nodeid in TWO_TIERS_PENDING):
+        if len(tiers) != 1:
             wrong.append(f"{item.nodeid}: {tiers or 'no tier'}")
     if wrong:
         raise pytest.UsageError("every test needs exactly one tier marker of " + ", ".join(TIERS) + ":\n"
@@ -133,6 +130,56 @@ def stop_serve(s: Served) -> None:
         except subprocess.TimeoutExpired:
             s.proc.kill()
             s.proc.wait()
+
+
+@dataclass
+class LlamaServer:
+    """A `python -m llama_cpp.server` subprocess: its OpenAI-compatible base URL (ending in /v1), process, log."""
+    url: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+
+def start_llama_server(gguf: Path, log: Path, api_key: str | None = None) -> LlamaServer:
+    """llama.cpp's own OpenAI-compatible server on GGUF, on a free loopback port; returns once /v1/models answers."""
+    import httpx
+
+    try:
+        import llama_cpp.server.app  # noqa: F401
+    except ImportError as exc:
+        pytest.skip(f"llama_cpp.server cannot import ({exc}); run: pip install 'llama-cpp-python[server]'")
+    port = free_port()
+    # One thread for generation and for the prompt, threads that sleep when idle: on a shared 2-core machine
+    # OpenMP threads otherwise spin-wait whenever another process takes a core (10-20x slower).
+    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
+           "--port", str(port), "--n_ctx", "2048", "--n_threads", "1", "--n_threads_batch", "1"]
+    with log.open("wb") as fh:
+        proc = subprocess.Popen(cmd + (["--api_key", api_key] if api_key else []), stdout=fh, stderr=fh,
+                                env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
+    url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"llama_cpp.server exited with {proc.returncode}:\n{log.read_text()[-2000:]}")
+        try:
+            headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+            if httpx.get(f"{url}/models", headers=headers, timeout=2).status_code == 200:
+                return LlamaServer(url, proc, log)
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    pytest.fail(f"llama_cpp.server did not answer within 90 s:\n{log.read_text()[-2000:]}")
+
+
+def stop_llama_server(server: LlamaServer) -> None:
+    if server.proc.poll() is None:
+        server.proc.terminate()
+        try:
+            server.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            server.proc.kill()
+            server.proc.wait()
 
 
 @pytest.fixture(autouse=True)

@@ -7,18 +7,13 @@ shows; each answer here is a few tokens, so the real model costs seconds."""
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import jsonschema
 import pytest
 
@@ -28,6 +23,8 @@ from honed.backends.models import resolve_gguf
 from honed.backends.openai import OpenAIBackend
 from honed.errors import BackendUnavailable, ModelNotFound
 from honed.types import Constraint, Message, Request, Sampling
+from tests.conftest import LlamaServer as Server
+from tests.conftest import free_port, start_llama_server, stop_llama_server
 
 pytestmark = pytest.mark.integration
 
@@ -45,19 +42,6 @@ CHATS = [  # with and without a system message (SmolLM2's template adds its defa
 ]
 
 
-@dataclass
-class Server:
-    url: str
-    proc: subprocess.Popen[bytes]
-    log: Path
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _gguf() -> Path:
     try:
         return resolve_gguf("smollm2-135m")
@@ -66,42 +50,7 @@ def _gguf() -> Path:
 
 
 def _start_server(log: Path, api_key: str | None = None) -> Server:
-    try:
-        import llama_cpp.server.app  # noqa: F401
-    except ImportError as exc:
-        pytest.skip(f"llama_cpp.server cannot import ({exc}); run: pip install 'llama-cpp-python[server]'")
-    port = _free_port()
-    # One thread for generation and for the prompt, threads that sleep when idle: on a shared 2-core machine
-    # OpenMP threads otherwise spin-wait whenever another process takes a core (10-20x slower).
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(_gguf()), "--host", "127.0.0.1",
-           "--port", str(port), "--n_ctx", "2048", "--n_threads", "1", "--n_threads_batch", "1"]
-    with log.open("wb") as fh:
-        proc = subprocess.Popen(cmd + (["--api_key", api_key] if api_key else []), stdout=fh, stderr=fh,
-                                env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
-    url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"llama_cpp.server exited with {proc.returncode}:\n{log.read_text()[-2000:]}")
-        try:
-            headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-            if httpx.get(f"{url}/models", headers=headers, timeout=2).status_code == 200:
-                return Server(url, proc, log)
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    pytest.fail(f"llama_cpp.server did not answer within 90 s:\n{log.read_text()[-2000:]}")
-
-
-def _stop(server: Server) -> None:
-    if server.proc.poll() is None:
-        server.proc.terminate()
-        try:
-            server.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            server.proc.kill()
-            server.proc.wait()
+    return start_llama_server(_gguf(), log, api_key)
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +60,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("OPENAI_API_KEY", KEY)
         yield s
-    _stop(s)
+    stop_llama_server(s)
 
 
 @pytest.fixture(scope="module")
@@ -231,7 +180,7 @@ def test_the_api_key_comes_from_the_named_environment_variable(server: Server,
 
 
 def test_a_dead_port_is_refused_at_construction() -> None:
-    url = f"http://127.0.0.1:{_free_port()}/v1"
+    url = f"http://127.0.0.1:{free_port()}/v1"
     with pytest.raises(BackendUnavailable) as exc:
         OpenAIBackend("smollm2", base_url=url)
     assert f"{url}/models" in str(exc.value) and "llama_cpp.server" in str(exc.value)
@@ -273,7 +222,7 @@ def test_a_server_that_dies_mid_answer_gives_an_error_response(tmp_path: Path) -
         assert after.finish_reason == "error" and after.error is not None and "ConnectError" in after.error
         b.close()
     finally:
-        _stop(server)
+        stop_llama_server(server)
 
 
 def test_honed_eval_through_the_openai_backend(server: Server, tmp_path: Path) -> None:

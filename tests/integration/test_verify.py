@@ -1,8 +1,11 @@
-"""`honed verify PACKAGE` on a real package built by hand from the contract in `honed.export.package`.
+"""`honed verify PACKAGE` on a real package built by hand from the contract in `honed.export.package`
+(tests/integration/_package.py): the tiny model's F16 GGUF as its only rung (a copy: tests flip its bytes), the
+classify example as `task/` with a locked test set, decoded constrained as it ships, anchors that the rung
+answered through llama.cpp, and usage.md / benchmarks.md rendered from two real eval runs.
 
-The package holds a copy (never a hard link: tests flip its bytes) of the real SmolLM2 GGUF as its only rung,
-the classify example as `task/` with a locked test set, anchors that the real model answered, and usage.md /
-benchmarks.md rendered from two real eval runs.
+Verify's checks are mechanics (hashes, the lock, the anchors replayed on the rung and compared with what it
+answered at export), so random weights serve: the anchors are labels the rung chose under the answer-space
+grammar, deterministic under greedy decoding, and an edited one is caught because the rung does not answer it.
 """
 
 from __future__ import annotations
@@ -16,156 +19,16 @@ from typing import Any
 
 import pytest
 
-from honed.export.package import (
-    Acceptance,
-    Anchor,
-    Manifest,
-    Rung,
-    load_package,
-    write_anchors,
-    write_manifest,
-)
-from tests.conftest import EXAMPLES, honed_cli
+from honed.export.package import load_package, write_manifest
+from tests.conftest import honed_cli
+from tests.integration._package import N_ANCHORS, QUANT, shared_package
 
 pytestmark = pytest.mark.integration
 
-N_EVAL = 12
-N_ANCHORS = 4
-
-
-def eval_pair(task_dir: Path, n: int, *, tuned: dict[str, Any] | None = None,
-              base: dict[str, Any] | None = None) -> tuple[Any, Any]:
-    """Two real eval runs of SmolLM2 on the first n test items: 'base' free decoding, 'tuned' constrained
-    (generate tasks, which cannot be constrained, differ by temperature instead). Real answers that differ."""
-    from honed.backends import open_backend
-    from honed.evaluate.runner import evaluate
-    from honed.task.spec import load_task
-
-    task = load_task(task_dir)
-    with open_backend("llamacpp", "smollm2-135m") as be:
-        b = evaluate(task, be, "test", limit=n, constrained=False, **(base or {}))
-        t = evaluate(task, be, "test", limit=n, constrained=task.kind != "generate", **(tuned or {}))
-    return b, t
-
-
-def gate_doc(base: Any, tuned: Any, task_dir: Path) -> dict[str, Any]:
-    """gate.json as `honed gate` writes it (keys of the shared contract), from two real eval runs."""
-    from honed.evaluate.compare import compare_runs
-
-    cmp = compare_runs(base.run_dir, tuned.run_dir, n_resamples=200)
-    metric = base.doc["primary_metric"]
-    bv, tv = base.doc["metrics"][metric], tuned.doc["metrics"][metric]
-
-    def side(r: Any, name: str) -> dict[str, Any]:
-        return {"model": name, "model_sha256": r.doc["model"]["sha256"], "value": r.doc["metrics"][metric],
-                "ci": r.doc["ci"][metric], "p95_ms": r.doc["latency_ms"]["p95"], "eval_run_dir": str(r.run_dir),
-                "adapter": "adapter"}
-
-    rel = (tv - bv) / bv if bv else None
-    return {"status": "PASS" if bv and rel is not None and rel >= 0.10 else "FAIL", "created": "2026-11-23T12:00:00",
-            "run_id": "tune-20261123-000000-test", "task": base.doc["task"], "task_dir": str(task_dir),
-            "primary_metric": metric, "split": "test", "n_items": base.doc["n_items"],
-            "base": side(base, "smollm2-135m"), "tuned": side(tuned, "smollm2-135m"),
-            "relative_improvement": rel, "relative_improvement_ci": None,
-            "difference": cmp["primary"]["diff"], "difference_ci": list(cmp["primary"]["ci"]),
-            "p_value": cmp["primary"]["p_value"], "min_relative_improvement": 0.10,
-            "threshold": bv * 1.10,
-            "checks": [{"name": "improvement", "passed": bool(rel and rel >= 0.10), "detail": f"rel {rel}"},
-                       {"name": "collapse", "passed": True, "detail": "no single answer over 90%"}],
-            "vs_arm": None}
-
-
-def ladder_doc(run: Any, file: str) -> dict[str, Any]:
-    metric = run.doc["primary_metric"]
-    return {"rungs": [{"quant": "Q4_1", "file": file, "metric": run.doc["metrics"][metric],
-                       "ci": run.doc["ci"][metric], "p50_ms": run.doc["latency_ms"]["p50"],
-                       "p95_ms": run.doc["latency_ms"]["p95"], "peak_memory_mb": 412.5, "cost_per_1k": 0.0123,
-                       "agreement_with_merged": 1.0, "eval_run_dir": str(run.run_dir)}],
-            "recommended": "Q4_1", "why": "Q4_1 is the only rung in this test package.", "tolerance": 0.02}
-
-
-def build_package(root: Path, kind: str = "classify", *, n_eval: int = N_EVAL, n_anchors: int = N_ANCHORS,
-                  eval_opts: dict[str, Any] | None = None, anchors_from: str = "base",
-                  constrained: bool = False) -> dict[str, Any]:
-    """A complete package folder at root; returns what the documents were rendered from.
-
-    `anchors_from` names the eval run made with exactly the package task's settings (its answers are the
-    anchors', and it stands for the shipped rung); `constrained` turns the package task's constrained decoding on.
-    """
-    from honed.backends.models import file_sha256, resolve_gguf
-    from honed.data.lock import write_lock
-    from honed.export.docs import render_benchmarks, render_usage
-    from honed.task.data import items_hash, load_items
-    from honed.task.spec import load_task
-
-    src = EXAMPLES / kind
-    (root / "task" / "data").mkdir(parents=True)
-    # the package decodes as `constrained` says, whatever the example's own [generation] table says
-    toml = "".join(ln for ln in (src / "honed.toml").read_text().splitlines(True) if not ln.startswith("constrained"))
-    if constrained:
-        toml = toml.replace("[generation]\n", "[generation]\nconstrained = true\n")
-        assert "constrained = true" in toml
-    (root / "task" / "honed.toml").write_text(toml)
-    shutil.copy(src / "data" / "test.jsonl", root / "task" / "data" / "test.jsonl")
-    for extra in src.glob("*.json"):  # the extract example's schema file
-        shutil.copy(extra, root / "task" / extra.name)
-    task = load_task(root / "task")
-    write_lock(task, load_items(task, "test"))
-    gguf_name = f"{task.name}-smollm2-135m-v1-Q4_1.gguf"
-    shutil.copyfile(resolve_gguf("smollm2-135m"), root / gguf_name)
-    (root / "adapter").mkdir()
-    (root / "adapter" / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 8}))
-    (root / "Modelfile").write_text(f"FROM ./{gguf_name}\nPARAMETER temperature 0\n")
-
-    base, tuned = eval_pair(root / "task", n_eval, **(eval_opts or {}))
-    shipped = base if anchors_from == "base" else tuned
-    by_id = {r.id: r for r in shipped.records}
-    items = load_items(task, "test")[:n_anchors]
-    # the anchors' recorded answers: what this rung answers under the package's own settings
-    anchors = [Anchor(i.id, i.inputs, i.expected, by_id[i.id].answer) for i in items]
-    write_anchors(root, anchors)
-    gate = gate_doc(base, tuned, src)
-    ladder = ladder_doc(shipped, gguf_name)
-    rung = ladder["rungs"][0]
-    manifest = Manifest(
-        task=task.name, kind=task.kind, version="v1",
-        base_model={"name": "smollm2-135m", "sha256": file_sha256(resolve_gguf("smollm2-135m"))},
-        rungs=[Rung(quant="Q4_1", file=gguf_name, metrics={k: v for k, v in rung.items() if k not in ("quant", "file")})],
-        recommended="Q4_1", acceptance=Acceptance(primary_metric=gate["primary_metric"], min_value=gate["threshold"]),
-        gate={**gate, "forced": gate["status"] != "PASS"},
-        hashes={"test": items_hash(load_items(task, "test")), "config": "0" * 64},
-        tune={"run_id": gate["run_id"], "config": {"model": "smollm2-135m", "method": "lora", "rank": 8,
-                                                   "learning_rate": 0.0005, "epochs": 8.0, "max_length": None,
-                                                   "target_modules": ["q_proj", "v_proj"], "force": False}})
-    (root / "usage.md").write_text(render_usage(root, manifest, task))
-    (root / "benchmarks.md").write_text(render_benchmarks(root, manifest, gate, ladder))
-    write_manifest(root, manifest)
-    return {"task": task, "gate": gate, "ladder": ladder, "base": base, "tuned": tuned, "anchors": anchors,
-            "manifest": load_package(root).manifest, "gguf": gguf_name}
-
-
-_BUILT: dict[str, dict[str, Any]] = {}
-
-
-def shared_package(factory: pytest.TempPathFactory, kind: str = "classify", **opts: Any) -> dict[str, Any]:
-    """One built package per kind for the whole session (test_export_docs reads the same ones): building runs
-    the real model, so it is done once. Its eval runs live in their own HONED_HOME beside the package."""
-    if kind not in _BUILT:
-        root = factory.mktemp(f"pkg-{kind}") / f"{kind}-v1"
-        old = os.environ.get("HONED_HOME")
-        os.environ["HONED_HOME"] = str(root.parent / "home")
-        try:
-            info = build_package(root, kind, **opts)
-        finally:
-            if old is not None:
-                os.environ["HONED_HOME"] = old
-        _BUILT[kind] = {**info, "root": root}
-    return _BUILT[kind]
-
 
 @pytest.fixture
-def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    return shared_package(tmp_path_factory)
+def built(tmp_path_factory: pytest.TempPathFactory, tiny_model: Any) -> dict[str, Any]:
+    return shared_package(tmp_path_factory, tiny_model.gguf)
 
 
 @pytest.fixture
@@ -189,7 +52,10 @@ def test_untouched_package_passes(pkg: Path, built: dict[str, Any]) -> None:
     assert all(a.matches for a in result.anchors)
     assert [a.answer for a in result.anchors] == [a.answer for a in built["anchors"]]
     assert result.anchor_accuracy == sum(a.answer == a.expected for a in built["anchors"]) / N_ANCHORS
-    assert result.passed and result.gguf == built["gguf"] and result.quant == "Q4_1"
+    assert result.passed and result.gguf == built["gguf"] and result.quant == QUANT
+    # decoded under the answer-space grammar, as the package ships: every recorded answer is a label
+    task = built["task"]
+    assert {a.answer for a in built["anchors"]} <= {*task.labels, task.none_label}
 
 
 def test_cli_pass_and_json(pkg: Path) -> None:
@@ -290,4 +156,4 @@ def test_not_a_package_is_one_line_exit_2(tmp_path: Path) -> None:
 
 def test_unknown_quant_fails_cleanly(pkg: Path) -> None:
     proc = honed("verify", str(pkg), "--quant", "Q8_0")
-    assert proc.returncode == 1 and "no Q8_0 rung in this package (it has Q4_1)" in proc.stdout
+    assert proc.returncode == 1 and f"no Q8_0 rung in this package (it has {QUANT})" in proc.stdout
