@@ -66,7 +66,7 @@ def build_tiny_model(out: Path) -> TinyModel:
     import transformers
 
     from honed.backends.models import resolve_gguf
-    from honed.export.convert import convert_to_gguf
+    from honed.exporting.convert import convert_to_gguf
 
     source = resolve_gguf("smollm2-135m")
     tok = transformers.AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)

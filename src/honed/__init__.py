@@ -1,7 +1,10 @@
 """honed: specialize small local LLMs for narrow structured tasks, and prove every step with honest numbers.
 
 The public API re-exports each stage's typed function; they are imported on first use, so `import honed`
-(and `honed --help`) stays instant.
+(and `honed --help`) stays instant. The loop's stages — `plan`, `bakeoff`, `tune`, `gate`, `export` — are
+functions here; their packages are named by activity (`honed.gating`, `honed.exporting`), so that importing a
+package never puts a module where a stage function is expected (`import honed.gating.run` sets the attribute
+`honed.gating`, never `honed.gate`).
 """
 
 from __future__ import annotations
@@ -29,10 +32,11 @@ _EXPORTS = {
     "BakeoffDocument": "honed.evaluate.bakeoff_document",
     "EvalDocument": "honed.evaluate.document",
     "read_eval_run": "honed.evaluate.document",
-    "quantize": "honed.export.quantize",
-    "export_run": "honed.export.export:export",  # `honed.export` is the package, as with evaluate_task
-    "verify": "honed.export.verify",
-    "VerifyResult": "honed.export.verify",
+    "quantize": "honed.exporting.quantize",
+    "export": "honed.exporting.export",
+    "Package": "honed.exporting.package",
+    "verify": "honed.exporting.verify",
+    "VerifyResult": "honed.exporting.verify",
     "plan": "honed.train.plan_task",
     "TaskPlan": "honed.train.plan_task",
     "plan_training": "honed.train.plan",
@@ -40,10 +44,10 @@ _EXPORTS = {
     "tune": "honed.train.sft",
     "TuneSummary": "honed.train.summary",
     "TuneConfig": "honed.train.config",
-    "gate_run": "honed.gate.run:gate",  # `honed.gate` is the package, as with evaluate_task
-    "GateResult": "honed.gate.run",
-    "GateDocument": "honed.gate.document",
-    "Manifest": "honed.export.package",
+    "gate": "honed.gating.run",
+    "GateResult": "honed.gating.run",
+    "GateDocument": "honed.gating.document",
+    "Manifest": "honed.exporting.package",
     "ChatFormat": "honed.task.chat",
     "monitor_package": "honed.monitor.run:monitor",  # `honed.monitor` is the package, as with evaluate_task
     "MonitorReport": "honed.monitor.run",

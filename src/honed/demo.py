@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from honed.backends.models import DEFAULT_MODEL
 from honed.errors import UserError
 from honed.evaluate.document import RESULT_FILE, EvalDocument, read_eval_document
 from honed.store import Store, write_text_atomic
@@ -148,15 +149,15 @@ def figures(res: DemoResult, metric: str) -> dict[str, Any]:
     }
 
 
-def demo(*, task_dir: Path | None = None, model: str = "smollm2-135m", out: Path = Path("demo-out"),
+def demo(*, task_dir: Path | None = None, model: str = DEFAULT_MODEL, out: Path = Path("demo-out"),
          time_budget: float | None = 480.0, max_steps: int | None = None, eval_every: int | None = None,
          quants: tuple[str, ...] = ("Q8_0", "Q4_K_M"), say: Callable[[str], None] = print,
          store: Store | None = None) -> DemoResult:
     """Run the loop; returns what each stage produced (the report is written either way)."""
     from honed.backends import open_backend
     from honed.evaluate.runner import evaluate
-    from honed.export.export import export
-    from honed.gate import gate
+    from honed.exporting.export import export
+    from honed.gating import gate
     from honed.task.spec import load_task
     from honed.train.config import TuneConfig
     from honed.train.sft import tune

@@ -150,7 +150,7 @@ def record_for(stage: str, run_dir: Path | None, doc: dict[str, Any] | None = No
                     rec.series.setdefault(name, []).append((int(point["step"]), float(point[key])))
     elif stage == "gate":
         assert run_dir is not None
-        from honed.gate.run import GATE_FILE
+        from honed.gating.run import GATE_FILE
 
         doc = _read(run_dir / GATE_FILE)
         gate_files = [run_dir / GATE_FILE] + sorted(run_dir.glob("gate*.json*"))

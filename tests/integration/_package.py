@@ -1,4 +1,4 @@
-"""A real delivery package built by hand from the contract in `honed.export.package`, on the tiny model's GGUF
+"""A real delivery package built by hand from the contract in `honed.exporting.package`, on the tiny model's GGUF
 (tests/tiny_model.py): what tests/integration/test_verify.py tampers with and test_export_docs.py reads.
 
 Its one rung is a copy (never a hard link: tests flip its bytes) of the tiny model's F16 GGUF; its task is one of
@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from honed.export.package import (
+from honed.exporting.package import (
     Acceptance,
     Anchor,
     Manifest,
@@ -101,7 +101,7 @@ def build_package(root: Path, gguf: Path, kind: str = "classify", *, n_eval: int
     """
     from honed.backends.models import file_sha256
     from honed.data.lock import write_lock
-    from honed.export.docs import render_benchmarks, render_usage
+    from honed.exporting.docs import render_benchmarks, render_usage
     from honed.task.data import items_hash, load_items
     from honed.task.spec import load_task
 

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from honed.errors import UserError
-from honed.export.package import check_hashes, load_package
+from honed.exporting.package import check_hashes, load_package
 from tests.conftest import honed_cli, start_serve, stop_serve
 
 pytestmark = pytest.mark.integration
@@ -30,8 +30,8 @@ WRONG_STOP = ('FROM ./x.gguf\nTEMPLATE """{{ if .System }}<|im_start|>system\n{{
 
 @pytest.fixture(scope="module")
 def chain(tiny_tuned: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    from honed.export.export import export
-    from honed.gate import gate
+    from honed.exporting.export import export
+    from honed.gating import gate
 
     base = tmp_path_factory.mktemp("chain")
     run = base / "run"
@@ -183,7 +183,7 @@ def _zero_lora_b(adapter: Path) -> None:
 
 
 def test_non_improving_adapter_fails_the_gate_and_export_refuses_unless_forced(chain: dict[str, Any]) -> None:
-    from honed.gate import gate
+    from honed.gating import gate
 
     bad = chain["base"] / "bad-run"
     shutil.copytree(chain["run"], bad, ignore=shutil.ignore_patterns("gate.json", "package"))

@@ -26,8 +26,8 @@ def _items(run_dir: str | Path) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def constrained_chain(tiny_tuned: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    from honed.export.export import export
-    from honed.gate import gate
+    from honed.exporting.export import export
+    from honed.gating import gate
     from tests.tiny_model import write_planted_task
 
     base = tmp_path_factory.mktemp("constrained-chain")

@@ -155,7 +155,7 @@ def test_benchmarks_numbers_and_examples_come_from_the_runs(classify: dict[str, 
 @pytest.mark.parametrize("kind", ["pick", "extract", "generate"])
 def test_other_kinds_document_and_verify(kind: str, tmp_path_factory: pytest.TempPathFactory,
                                          tiny_model: Any) -> None:
-    from honed.export.verify import verify
+    from honed.exporting.verify import verify
 
     opts: dict[str, Any] = {"n_eval": 4, "n_anchors": 2}  # pick and extract ship constrained, as they are served
     if kind == "generate":  # cannot be constrained: the 'base' run samples instead, the greedy one ships
@@ -200,8 +200,8 @@ def test_base_model_without_chat_template_gets_plain_completion_examples(tmp_pat
     from honed.backends.models import resolve_gguf
     from honed.errors import ModelNotFound
     from honed.evaluate.runner import sampling_for
-    from honed.export.docs import render_usage
-    from honed.export.package import Acceptance, Manifest, Rung
+    from honed.exporting.docs import render_usage
+    from honed.exporting.package import Acceptance, Manifest, Rung
     from honed.task.data import load_items
     from honed.task.prompt import build_request
     from honed.task.spec import load_task

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from honed.backends.models import resolve_gguf
-from honed.export.modelfile import FAMILIES, Modelfile, detect_family, generate_modelfile
-from honed.export.template import GgufVocab, TemplateRoundTripError, round_trip, training_tokenizer
+from honed.exporting.modelfile import FAMILIES, Modelfile, detect_family, generate_modelfile
+from honed.exporting.template import GgufVocab, TemplateRoundTripError, round_trip, training_tokenizer
 from honed.task.data import load_items
 from honed.task.spec import load_task
 from tests.conftest import EXAMPLES

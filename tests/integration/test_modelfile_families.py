@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from honed.export.modelfile import FAMILIES, detect_family, generate_modelfile
-from honed.export.template import GgufVocab, TemplateRoundTripError, round_trip, training_tokenizer
+from honed.exporting.modelfile import FAMILIES, detect_family, generate_modelfile
+from honed.exporting.template import GgufVocab, TemplateRoundTripError, round_trip, training_tokenizer
 from honed.task.data import load_items
 from honed.task.prompt import build_messages
 from honed.task.spec import load_task
@@ -37,7 +37,7 @@ def build_family(tiny: Any, name: str, out: Path) -> tuple[Path, Path]:
     from tokenizers import AddedToken
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from honed.export.convert import convert_to_gguf
+    from honed.exporting.convert import convert_to_gguf
 
     template, specials, bos, eos, add_bos, _ = SPECS[name]
     tok = AutoTokenizer.from_pretrained(tiny.hf)

@@ -24,7 +24,7 @@ from honed.backends import open_backend
 from honed.backends.models import file_sha256
 from honed.cost.model import load_hardware, load_prices
 from honed.data.logs import LogRecord, append_record
-from honed.export.package import Acceptance, Anchor, Manifest, Rung, write_anchors, write_manifest
+from honed.exporting.package import Acceptance, Anchor, Manifest, Rung, write_anchors, write_manifest
 from honed.monitor import MonitorConfig, monitor
 from honed.monitor.economics import DAYS_PER_MONTH
 from honed.monitor.models import answer_items
@@ -156,7 +156,7 @@ def test_failing_anchors_exit_1(world: dict[str, Any], tmp_path: Path) -> None:
 
 
 def test_shadow_comparison_with_a_q8_requantization(world: dict[str, Any], tmp_path: Path) -> None:
-    from honed.export.quantize import quantize
+    from honed.exporting.quantize import quantize
 
     q8 = quantize(str(world["gguf"]), ["Q8_0"], tmp_path / "q8")[0].path
     cfg = MonitorConfig(shadow_sample=8)

@@ -77,7 +77,7 @@ def test_quant_mix_matches_the_shipped_files(alias: str, ftype: str) -> None:
 
 def test_quant_mix_matches_rungs_made_by_llama_cpp(tmp_path: Path) -> None:
     pytest.importorskip("llama_cpp")
-    from honed.export.quantize import quantize
+    from honed.exporting.quantize import quantize
 
     gguf_or_skip("smollm2-135m")
     arch = read_arch("smollm2-135m")

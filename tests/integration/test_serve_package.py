@@ -1,4 +1,4 @@
-"""`honed serve PACKAGE`: a delivery package built by hand from the contract in `honed.export.package` (the tiny
+"""`honed serve PACKAGE`: a delivery package built by hand from the contract in `honed.exporting.package` (the tiny
 model's F16 GGUF, tests/tiny_model.py, hard-linked as the only rung: the task's answers are constrained, so valid
 whatever the weights); and the refusals that must come before any port opens.
 """
@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from honed.backends.models import file_sha256
-from honed.export.package import Acceptance, Anchor, Manifest, Rung, write_anchors, write_manifest
+from honed.exporting.package import Acceptance, Anchor, Manifest, Rung, write_anchors, write_manifest
 from tests.conftest import EXAMPLES
 from tests.conftest import start_serve as start
 from tests.conftest import stop_serve as stop

@@ -104,7 +104,7 @@ def test_a_killed_tune_is_refused_by_gate_and_export_and_resumes(tiny_model: Any
     assert all(math.isclose(p["lr"], w, rel_tol=1e-12) for p, w in zip(curves["train"], want, strict=True))
 
     # finished now: the gate's reader accepts it
-    from honed.gate import read_tune_run
+    from honed.gating import read_tune_run
 
     _, _, adapter = read_tune_run(run)
     assert adapter == run / "best"

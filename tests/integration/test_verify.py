@@ -1,4 +1,4 @@
-"""`honed verify PACKAGE` on a real package built by hand from the contract in `honed.export.package`
+"""`honed verify PACKAGE` on a real package built by hand from the contract in `honed.exporting.package`
 (tests/integration/_package.py): the tiny model's F16 GGUF as its only rung (a copy: tests flip its bytes), the
 classify example as `task/` with a locked test set, decoded constrained as it ships, anchors that the rung
 answered through llama.cpp, and usage.md / benchmarks.md rendered from two real eval runs.
@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from honed.export.package import load_package, write_manifest
+from honed.exporting.package import load_package, write_manifest
 from tests.conftest import honed_cli
 from tests.integration._package import N_ANCHORS, QUANT, shared_package
 
@@ -44,7 +44,7 @@ def honed(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[st
 
 
 def test_untouched_package_passes(pkg: Path, built: dict[str, Any]) -> None:
-    from honed.export.verify import verify
+    from honed.exporting.verify import verify
 
     result = verify(pkg)
     assert result.files == [] and result.problems == [], (result.files, result.problems)
@@ -108,7 +108,7 @@ def test_flipped_byte_with_the_mtime_restored_fails(pkg: Path, built: dict[str, 
 
 
 def test_edited_anchor_fails(pkg: Path) -> None:
-    from honed.export.verify import verify
+    from honed.exporting.verify import verify
 
     lines = (pkg / "anchors.jsonl").read_text().splitlines()
     row = json.loads(lines[0])
@@ -123,7 +123,7 @@ def test_edited_anchor_fails(pkg: Path) -> None:
 
 
 def test_stray_file_is_unlisted_and_deleted_file_is_missing(pkg: Path) -> None:
-    from honed.export.verify import verify
+    from honed.exporting.verify import verify
 
     (pkg / "notes.txt").write_text("not shipped")
     (pkg / "Modelfile").unlink()
@@ -135,7 +135,7 @@ def test_stray_file_is_unlisted_and_deleted_file_is_missing(pkg: Path) -> None:
 
 def test_changed_test_set_is_caught_even_with_a_re_signed_manifest(pkg: Path) -> None:
     """Someone edits a test answer and rewrites manifest.json: the hashes agree, the lock does not."""
-    from honed.export.verify import verify
+    from honed.exporting.verify import verify
 
     test = pkg / "task" / "data" / "test.jsonl"
     rows = [json.loads(line) for line in test.read_text().splitlines()]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from honed.export.package import load_package
+from honed.exporting.package import load_package
 from tests.conftest import EXAMPLES, honed_cli
 
 pytestmark = pytest.mark.slow

@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-
 _PARTS = {"model", "data", "settings", "latency_ms", "ttft_ms", "selection"}
 """Sub-documents that `over` updates key by key; every other key (metrics, ci, ...) it replaces whole."""
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from honed.errors import UserError
-from honed.export import convert
+from honed.exporting import convert
 
 pytestmark = pytest.mark.unit
 
@@ -39,7 +39,7 @@ def test_missing_cache_without_fetch_says_how_to_get_it(tmp_path: Path, monkeypa
     monkeypatch.setenv("HOME", str(tmp_path))
     with pytest.raises(UserError) as exc:
         convert.ensure_converter(fetch=False)
-    assert "python -m honed.export.convert fetch" in str(exc.value) and str(tmp_path) in str(exc.value)
+    assert "python -m honed.exporting.convert fetch" in str(exc.value) and str(tmp_path) in str(exc.value)
 
 
 def test_cached_tree_is_used_only_while_it_matches_its_pin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,10 +18,10 @@ import pytest
 from honed.evaluate import scorers
 from honed.evaluate.document import read_eval_run
 from honed.evaluate.scoring import ItemRecord
-from honed.export.docs import render_benchmarks
-from honed.export.docs import runs as dr
-from honed.export.docs.usage import tune_toml
-from honed.export.package import Acceptance, Manifest, Rung
+from honed.exporting.docs import render_benchmarks
+from honed.exporting.docs import runs as dr
+from honed.exporting.docs.usage import tune_toml
+from honed.exporting.package import Acceptance, Manifest, Rung
 from honed.task.data import load_items
 from honed.task.spec import load_task
 from tests.conftest import EXAMPLES
@@ -210,7 +210,7 @@ def test_a_gate_without_its_keys_is_named_key_by_key(tmp_path: Path) -> None:
 def test_python_literal_of_a_schema_is_python_and_round_trips() -> None:
     import ast
 
-    from honed.export.docs.examples import py_literal
+    from honed.exporting.docs.examples import py_literal
 
     value = {"type": "object", "additionalProperties": False, "default": None, "required": ["a", "b"],
              "properties": {"a": {"type": "string", "description": 'say "hi"\nthen\tgo — ok'}, "n": 1.5},
@@ -221,8 +221,8 @@ def test_python_literal_of_a_schema_is_python_and_round_trips() -> None:
 
 
 def test_limitations_and_hardware_name_their_numbers(tmp_path: Path) -> None:
-    from honed.export.docs.usage import hardware_section, limitations_section, sampling_section
-    from honed.export.package import Package
+    from honed.exporting.docs.usage import hardware_section, limitations_section, sampling_section
+    from honed.exporting.package import Package
 
     root = package_task(tmp_path / "pkg", "classify")
     task = load_task(root / "task")

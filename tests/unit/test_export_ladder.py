@@ -9,8 +9,8 @@ import pytest
 
 from honed.errors import UserError
 from honed.evaluate.scoring import ItemRecord
-from honed.export.export import read_gate
-from honed.export.ladder import agreement, choose_rung, ladder_markdown
+from honed.exporting.export import read_gate
+from honed.exporting.ladder import agreement, choose_rung, ladder_markdown
 
 pytestmark = pytest.mark.unit
 SIZES = {"F16": 260.0, "Q8_0": 140.0, "Q4_K_M": 100.0}

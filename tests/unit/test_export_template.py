@@ -8,8 +8,8 @@ import jinja2
 import pytest
 
 from honed.errors import UserError
-from honed.export import gotemplate
-from honed.export.modelfile import (
+from honed.exporting import gotemplate
+from honed.exporting.modelfile import (
     FAMILIES,
     detect_family,
     generate_modelfile,

@@ -10,7 +10,7 @@ import pytest
 from sklearn.metrics import f1_score
 
 from honed.evaluate.scoring import ItemRecord, metric_on
-from honed.gate import checks
+from honed.gating import checks
 from honed.task.spec import load_task
 
 pytestmark = pytest.mark.unit

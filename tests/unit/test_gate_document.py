@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from honed.errors import UserError
-from honed.gate.document import GATE_FILE, GateDocument, read_gate_document
+from honed.gating.document import GATE_FILE, GateDocument, read_gate_document
 
 pytestmark = pytest.mark.unit
 

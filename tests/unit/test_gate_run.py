@@ -14,9 +14,9 @@ import pytest
 from honed.backends.scripted import ScriptedBackend
 from honed.errors import UserError
 from honed.evaluate.runner import EvalResult, evaluate
-from honed.gate import cache, read_tune_run
-from honed.gate.arm import compare_arm, load_arm
-from honed.gate.forgetting import load_general_check
+from honed.gating import cache, read_tune_run
+from honed.gating.arm import compare_arm, load_arm
+from honed.gating.forgetting import load_general_check
 from honed.store import Store
 from honed.task.data import load_items
 from honed.task.spec import Task, load_task
@@ -199,7 +199,7 @@ CONTRACT = {"status", "created", "run_id", "task", "task_dir", "primary_metric",
 
 
 def test_gate_end_to_end_pass_writes_the_contract(tmp_path: Path, task: Task) -> None:
-    from honed.gate import gate
+    from honed.gating import gate
 
     run = _planted_run(tmp_path, task, lambda r: "NONE", lambda r: r["expected"])
     result = gate(run)
@@ -226,7 +226,7 @@ def test_gate_end_to_end_pass_writes_the_contract(tmp_path: Path, task: Task) ->
 
 
 def test_gate_fails_collapse_forgetting_and_latency(tmp_path: Path) -> None:
-    from honed.gate import gate
+    from honed.gating import gate
 
     toml = CLASSIFY_TOML + "[acceptance]\nmax_p95_latency_ms = 1.0\nmax_forgetting = 0.1\n"
     task = load_task(write_task(tmp_path / "t", toml, {"test": ROWS}))
@@ -242,7 +242,7 @@ def test_gate_fails_collapse_forgetting_and_latency(tmp_path: Path) -> None:
 
 
 def test_gate_holds_the_tuned_model_to_the_tasks_own_bar(tmp_path: Path) -> None:
-    from honed.gate import gate
+    from honed.gating import gate
 
     task = load_task(write_task(tmp_path / "t", CLASSIFY_TOML + "[acceptance]\nmin_value = 0.8\n", {"test": ROWS}))
     # tuned right on 8 of 12 (the 4 billing items answered NONE): a big gain over a NONE-only base, but below
@@ -260,7 +260,7 @@ def test_gate_holds_the_tuned_model_to_the_tasks_own_bar(tmp_path: Path) -> None
 
 
 def test_gate_refuses_a_changed_base_and_an_undefined_metric(tmp_path: Path) -> None:
-    from honed.gate import gate
+    from honed.gating import gate
 
     task = load_task(write_task(tmp_path / "t", CLASSIFY_TOML, {"test": ROWS}))
     run = _planted_run(tmp_path / "a", task, lambda r: "NONE", lambda r: r["expected"], trained_sha="0" * 64)
@@ -293,7 +293,7 @@ def test_cli_exit_codes_and_json(tmp_path: Path, task: Task, honed_home: Path) -
 
 def _export_refusal(run: Path) -> str:
     """The UserError `honed export` raises for this run, before it merges anything."""
-    from honed.export.export import export
+    from honed.exporting.export import export
 
     with pytest.raises(UserError) as err:
         export(run)
@@ -303,7 +303,7 @@ def _export_refusal(run: Path) -> str:
 def _bound_entry(run: Path, task: Task, force: bool = False) -> dict:
     """read_gate with the hashes export computes for the run as it is now."""
     from honed.backends.transformers import adapter_sha256
-    from honed.export.export import read_gate
+    from honed.exporting.export import read_gate
     from honed.task.data import items_hash
 
     return read_gate(run, force, adapter_sha256=adapter_sha256(run / "best"),
@@ -311,7 +311,7 @@ def _bound_entry(run: Path, task: Task, force: bool = False) -> dict:
 
 
 def test_export_refuses_a_gate_run_with_limit(tmp_path: Path, task: Task, honed_home: Path) -> None:
-    from honed.gate import gate
+    from honed.gating import gate
 
     run = _planted_run(tmp_path, task, lambda r: "NONE", lambda r: r["expected"], limit=5)
     doc = gate(run, limit=5).doc
@@ -337,7 +337,7 @@ def test_export_refuses_a_gate_run_with_limit(tmp_path: Path, task: Task, honed_
 
 def test_export_refuses_a_gate_whose_adapter_or_test_changed(tmp_path: Path, task: Task) -> None:
     from honed.backends.transformers import adapter_sha256
-    from honed.gate import gate
+    from honed.gating import gate
 
     run = _planted_run(tmp_path, task, lambda r: "NONE", lambda r: r["expected"])
     gated = gate(run).doc["adapter_sha256"]
@@ -358,7 +358,7 @@ def test_export_refuses_a_gate_whose_adapter_or_test_changed(tmp_path: Path, tas
 
 
 def test_export_refuses_a_gate_that_recorded_no_binding(tmp_path: Path, task: Task) -> None:
-    from honed.gate import gate
+    from honed.gating import gate
 
     run = _planted_run(tmp_path, task, lambda r: "NONE", lambda r: r["expected"])
     doc = gate(run).doc
@@ -372,7 +372,7 @@ def test_export_refuses_a_gate_that_recorded_no_binding(tmp_path: Path, task: Ta
 def test_a_run_that_never_finished_cannot_be_gated_or_exported(tmp_path: Path, task: Task, honed_home: Path) -> None:
     """The state a SIGKILL leaves (status.json still "running", no summary.json, a best/ from an early pass):
     refused by gate and export alike, naming --resume. The real kill is tests/integration/test_tune_resume.py."""
-    from honed.gate import gate
+    from honed.gating import gate
 
     run = _planted_run(tmp_path, task, lambda r: "NONE", lambda r: r["expected"])
     assert gate(run).passed  # control: finished, it gates

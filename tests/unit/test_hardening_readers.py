@@ -18,7 +18,7 @@ from honed.data.lock import lock_path, read_lock, write_lock
 from honed.data.logs import LogRecord, read_log
 from honed.data.reader import MAX_LINE_BYTES
 from honed.errors import DataError
-from honed.export.package import load_package
+from honed.exporting.package import load_package
 from honed.task import load_items, load_task
 from tests.conftest import CLASSIFY_ROWS, CLASSIFY_TOML, write_task
 from tests.unit.test_verify import tiny_package

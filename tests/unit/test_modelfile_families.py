@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from honed.errors import UserError
-from honed.export import gotemplate
-from honed.export.modelfile import FAMILIES, detect_family, generate_modelfile
+from honed.exporting import gotemplate
+from honed.exporting.modelfile import FAMILIES, detect_family, generate_modelfile
 from honed.task.prompt import render_chat
 from honed.types import Message
 

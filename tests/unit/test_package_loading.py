@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from honed.backends.models import file_sha256
-from honed.export.package import load_package
-from honed.export.verify import PackageFileRefused
+from honed.exporting.package import load_package
+from honed.exporting.verify import PackageFileRefused
 from tests.unit.test_verify import _edit_in_place_keeping_mtime, tiny_package
 
 pytestmark = pytest.mark.unit

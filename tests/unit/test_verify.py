@@ -10,7 +10,7 @@ import pytest
 
 from honed.backends.models import file_sha256
 from honed.errors import UserError
-from honed.export.package import (
+from honed.exporting.package import (
     Acceptance,
     Anchor,
     Manifest,
@@ -19,7 +19,7 @@ from honed.export.package import (
     write_anchors,
     write_manifest,
 )
-from honed.export.verify import PackageFileRefused, _same, package_gguf, verify, verify_package_file
+from honed.exporting.verify import PackageFileRefused, _same, package_gguf, verify, verify_package_file
 from tests.unit.test_export_docs import package_task
 
 pytestmark = pytest.mark.unit

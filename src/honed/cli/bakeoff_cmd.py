@@ -65,7 +65,7 @@ def quantize_command(
     from rich.table import Table
 
     from honed.backends.models import ALIASES, models_dir
-    from honed.export.quantize import quantize
+    from honed.exporting.quantize import quantize
 
     if out_dir is None and model in ALIASES:
         out_dir = models_dir()

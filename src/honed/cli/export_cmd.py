@@ -33,7 +33,7 @@ def export_command(
 ) -> None:
     """Merge the adapter, convert to GGUF, quantize a ladder, re-evaluate every rung, check the template round
     trip, write the Modelfile and the delivery package."""
-    from honed.export.export import export
+    from honed.exporting.export import export
     from honed.tracking import log_stage
 
     t0 = time.perf_counter()

@@ -45,7 +45,7 @@ def gate_command(
     = False,
 ) -> None:
     """Tuned vs base on the locked test, paired: improvement with a CI, forgetting, collapse, latency."""
-    from honed.gate import gate
+    from honed.gating import gate
     from honed.tracking import log_stage
 
     run_dir = resolve_run_dir(run, "run")

@@ -26,7 +26,7 @@ def verify_command(
 ) -> None:
     """Re-check every file's sha256 against the manifest, the locked test set, and re-run the anchor items:
     PASS (exit 0) only if every hash matches and every anchor answers as at export, else FAIL (exit 1)."""
-    from honed.export.verify import result_json, verify
+    from honed.exporting.verify import result_json, verify
 
     result = verify(package, backend=backend, quant=quant)
     if json_out:

@@ -23,7 +23,7 @@ from honed.errors import DataError
 from honed.evaluate.output import extract_json, parse_output
 from honed.store import Store, request_key
 from honed.task.data import Item
-from honed.task.prompt import build_messages, build_request
+from honed.task.prompt import build_request
 from honed.task.spec import Task
 from honed.types import Message, Request, Response, Sampling
 
@@ -91,7 +91,9 @@ def chunk_documents(paths: Sequence[Path], max_chars: int = 400) -> list[tuple[s
 def input_request(
     task: Task, fields: Sequence[str], examples: Sequence[Item], sampling: Sampling, chunk: str | None = None
 ) -> Request:
-    """Ask for one new input: a line of text for one-field tasks, a JSON object otherwise."""
+    """Ask for one new input: a line of text for one-field tasks, a JSON object otherwise. Not a task prompt (no
+    answer is asked, so there is no task template or constraint to apply): the teacher's answers to the task go
+    through `build_request`, in `labelling_requests`."""
     what = f"Task: {task.spec.description}\n" if task.spec.description else ""
     if len(fields) == 1:
         f = fields[0]
@@ -190,7 +192,7 @@ def labelling_requests(
             seed=seed + j,
             think=g.think,
         )
-        req = build_request(task, item, sampling, constrained=constrained)
+        turns: tuple[Message, ...] = ()
         if feedback is not None:
             previous, reason = feedback
             turns = (
@@ -201,12 +203,7 @@ def labelling_requests(
                     "instructions exactly; use only values that appear in the input.",
                 ),
             )
-            req = Request(
-                messages=build_messages(task, item.inputs) + turns,
-                sampling=sampling,
-                constraint=req.constraint,
-            )
-        out.append(req)
+        out.append(build_request(task, item, sampling, constrained=constrained, follow_up=turns))
     return out
 
 

@@ -16,8 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from honed.cost import (CloudPrice, HardwareProfile, breakeven_requests_per_day, cloud_cost_per_1k,
-                        local_cost_per_1k)
+from honed.cost import (
+    CloudPrice,
+    HardwareProfile,
+    breakeven_requests_per_day,
+    cloud_cost_per_1k,
+    local_cost_per_1k,
+)
 from honed.errors import UserError
 from honed.evaluate import stats
 from honed.evaluate.bakeoff_document import BakeoffDocument

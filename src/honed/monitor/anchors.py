@@ -9,7 +9,7 @@ from typing import Any
 from honed.backends import Backend
 from honed.errors import UserError
 from honed.evaluate.scoring import item_keywords, score
-from honed.export.package import ANCHORS, Package
+from honed.exporting.package import ANCHORS, Package
 from honed.monitor.models import answer_items
 from honed.store import canonical_json
 from honed.task.data import Item, _check_expected

@@ -11,7 +11,7 @@ from pathlib import Path
 from honed.backends import Backend, open_backend
 from honed.errors import BackendUnavailable, UserError
 from honed.evaluate.scoring import ItemRecord, judge
-from honed.export.package import MANIFEST, Package, load_package
+from honed.exporting.package import MANIFEST, Package, load_package
 from honed.task.data import Item
 from honed.task.prompt import build_request, sampling_for
 from honed.task.spec import Task
@@ -36,7 +36,7 @@ def open_incumbent(pkg: Package, endpoint: str | None = None) -> Backend:
     """The shipped model: the package's recommended rung in-process, or the server at `endpoint`."""
     if endpoint:
         return open_backend("openai", served_model(endpoint), base_url=endpoint)
-    from honed.export.verify import package_gguf
+    from honed.exporting.verify import package_gguf
 
     # the checked path: a rung edited since export (even with its mtime restored) or outside the package is refused
     return open_backend("llamacpp", str(package_gguf(pkg)))
@@ -49,7 +49,7 @@ def open_candidate(ref: str) -> tuple[Backend, str]:
         if not (path / MANIFEST).is_file():
             raise UserError(f"{ref}: a folder, but not a honed package (no {MANIFEST}); pass a package, a model "
                             "alias or a .gguf path as --candidate")
-        from honed.export.verify import package_gguf
+        from honed.exporting.verify import package_gguf
 
         cand = load_package(path)
         return open_backend("llamacpp", str(package_gguf(cand))), f"{cand.manifest.task}-{cand.manifest.version}"

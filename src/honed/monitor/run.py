@@ -15,7 +15,7 @@ from honed import __version__
 from honed.data.io import input_fields
 from honed.display import Bar
 from honed.errors import MissingDependency, UserError
-from honed.export.package import ANCHORS, Package, load_package
+from honed.exporting.package import ANCHORS, Package, load_package
 from honed.monitor import drift
 from honed.monitor.anchors import check_anchors
 from honed.monitor.drift import Check, DriftConfig
@@ -154,7 +154,7 @@ def _economics(pkg: Package, task: Task, traffic: Traffic, requests_per_day: flo
         return {"skipped": "all records share one timestamp: pass --requests-per-day"}
     prompts = ["\n".join(m.content for m in build_messages(task, r.input)) for r in recs]
     try:
-        from honed.export.verify import package_gguf
+        from honed.exporting.verify import package_gguf
 
         p_tok, c_tok, tok_source = token_means(recs, prompts, package_gguf(pkg))  # checked: llama.cpp reads it
     except MissingDependency as exc:

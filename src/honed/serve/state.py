@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from honed.errors import UserError
-from honed.export.package import MANIFEST, Package, load_package
+from honed.exporting.package import MANIFEST, Package, load_package
 from honed.serve.auth import KeyCheck, RateLimiter
 from honed.serve.config import ServeConfig
 from honed.serve.layers import Layer, open_layer
@@ -40,7 +40,7 @@ class Server:
 def _package_primary(pkg: Package, quant: str | None) -> tuple[str, str]:
     """(gguf path, model id) of the rung to serve, through verify's checked path: a rung outside the package, not
     listed in the manifest's `files`, or whose bytes (re-hashed, never the sha256 cache) differ is refused."""
-    from honed.export.verify import package_gguf
+    from honed.exporting.verify import package_gguf
 
     gguf = package_gguf(pkg, quant)
     return str(gguf), gguf.stem

@@ -135,13 +135,15 @@ def sampling_for(task: Task, repeat: int, max_tokens: int | None = None, tempera
 
 
 def build_request(task: Task, item: Item | dict[str, Any], sampling: Sampling, constrained: bool | None = None,
-                  backend: Backend | None = None, *, unhonoured: Literal["refuse", "free"] = "refuse") -> Request:
+                  backend: Backend | None = None, *, unhonoured: Literal["refuse", "free"] = "refuse",
+                  follow_up: tuple[Message, ...] = ()) -> Request:
     """Everything a backend needs for one item (or one item's input fields): the one entry point of eval, gate,
-    tune, verify, monitor and serve.
+    tune, verify, monitor, serve and the data teacher.
 
     With `backend`, a constraint the backend cannot honour is refused here, before any answer is asked: a run
     that says "constrained" and decodes free would compare unlike with like. Serve's cascade passes
     `unhonoured="free"`: a layer that cannot constrain (an upstream API) answers free, and its signals say so.
+    `follow_up`: turns after the task's prompt (the teacher's repair round: its rejected answer and why).
     """
     inputs = item if isinstance(item, dict) else item.inputs
     constraint = build_constraint(task, inputs) if decide_constrained(task, constrained) else None
@@ -154,7 +156,7 @@ def build_request(task: Task, item: Item | dict[str, Any], sampling: Sampling, c
                             f"{'a JSON schema' if constraint.kind == 'json_schema' else 'a list of choices'}; "
                             "evaluate with --free (or [generation] constrained = false), or with the llamacpp "
                             "backend on a GGUF of the model")
-    return Request(messages=build_messages(task, inputs), sampling=sampling, constraint=constraint)
+    return Request(messages=build_messages(task, inputs) + follow_up, sampling=sampling, constraint=constraint)
 
 
 def render_chat(

@@ -8,7 +8,7 @@ fallback on most tensors, so their real Q4_K_M weighs ~5.5 bits per weight, not 
 
 `tensor_types` follows `llama_tensor_get_type` (llama.cpp, src/llama-quant.cpp) for the file types honed's
 `quantize` offers, dense models, no importance matrix. The tests check it tensor by tensor against the GGUFs
-that honed's PyPI packages carry and against rungs made by `honed.export.quantize`.
+that honed's PyPI packages carry and against rungs made by `honed.exporting.quantize`.
 """
 
 from __future__ import annotations

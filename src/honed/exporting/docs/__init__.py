@@ -11,7 +11,7 @@ and the ladder name: nothing is re-run, and every number says where it comes fro
 - `markdown` — how a number, a CI, a table and a code block are written
 """
 
-from honed.export.docs.benchmarks import render_benchmarks
-from honed.export.docs.usage import render_usage
+from honed.exporting.docs.benchmarks import render_benchmarks
+from honed.exporting.docs.usage import render_usage
 
 __all__ = ["render_benchmarks", "render_usage"]

@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from honed.export.docs.markdown import fence
-from honed.export.package import ANCHORS, Anchor, Package
+from honed.exporting.docs.markdown import fence
+from honed.exporting.package import ANCHORS, Anchor, Package
 from honed.task.chat import ChatFormat
 from honed.task.data import load_items
 from honed.task.prompt import build_answer, build_constraint, build_messages, decide_constrained

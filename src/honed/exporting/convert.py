@@ -7,7 +7,7 @@ trap. So honed keeps the three next to each other in `~/.cache/honed/llama.cpp-0
 with that gguf-py first on the path; the subprocess reports which `gguf` it really imported, and a conversion
 that picked up another one is refused.
 
-    python -m honed.export.convert fetch     # pre-fetch the converter (scripts/setup does this)
+    python -m honed.exporting.convert fetch     # pre-fetch the converter (scripts/setup does this)
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def _check_cached(folder: Path) -> Path:
     if got != CONVERTER_SHA256:
         raise ConverterMissing(f"{folder}: the cached converter's files hash to {got[:12]}… but the llama-cpp-python"
                                f"=={LLAMA_CPP_PYTHON} sdist's are pinned to {CONVERTER_SHA256[:12]}…; it was changed "
-                               "after fetching: delete the folder and run `python -m honed.export.convert fetch`")
+                               "after fetching: delete the folder and run `python -m honed.exporting.convert fetch`")
     return folder / SCRIPT
 
 
@@ -84,7 +84,7 @@ def ensure_converter(*, fetch: bool = True) -> Path:
     if _complete(folder):
         return _check_cached(folder)
     if not fetch:
-        raise ConverterMissing(f"llama.cpp's converter is not in {folder}: run `python -m honed.export.convert "
+        raise ConverterMissing(f"llama.cpp's converter is not in {folder}: run `python -m honed.exporting.convert "
                                "fetch` (needs PyPI once), or set HONED_CONVERTER to a convert_hf_to_gguf.py")
     return fetch_converter()
 
@@ -183,7 +183,7 @@ def convert_to_gguf(hf_dir: Path, out: Path, *, outtype: str = "f16", timeout_s:
 
 def _main(argv: list[str]) -> int:
     if argv[:1] != ["fetch"]:
-        print("usage: python -m honed.export.convert fetch", file=sys.stderr)
+        print("usage: python -m honed.exporting.convert fetch", file=sys.stderr)
         return 2
     try:
         print(ensure_converter())

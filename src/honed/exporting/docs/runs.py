@@ -15,7 +15,7 @@ from honed.evaluate import scorers
 from honed.evaluate.document import EvalRun
 from honed.evaluate.output import FAILURE_CAUSES
 from honed.evaluate.scoring import ItemRecord, item_keywords
-from honed.export.docs.markdown import cut
+from honed.exporting.docs.markdown import cut
 from honed.task.data import Item
 from honed.task.spec import Task
 

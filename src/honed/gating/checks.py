@@ -2,7 +2,7 @@
 
 Each check returns a dict `{"name", "passed", "detail", ...numbers}`: `detail` is the sentence a person reads
 (what was measured, against what limit, why it passed or failed); the numbers beside it are for machines.
-No I/O here: `honed.gate.run` gathers the measurements and calls these.
+No I/O here: `honed.gating.run` gathers the measurements and calls these.
 """
 
 from __future__ import annotations

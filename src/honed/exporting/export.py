@@ -1,4 +1,4 @@
-"""`export(run)`: a gated tune run → a delivery package (layout: `honed.export.package`).
+"""`export(run)`: a gated tune run → a delivery package (layout: `honed.exporting.package`).
 
 Stages, each timed into the manifest: gate check → merge → convert (F16 GGUF) → quantize → template round trip
 (training vs every GGUF vs the Modelfile; fails loudly) → ladder (every rung on the locked test, the rung
@@ -24,8 +24,8 @@ from typing import Any
 
 from honed.backends.models import file_sha256
 from honed.errors import UserError
-from honed.export.docs import render_benchmarks, render_usage
-from honed.export.package import (
+from honed.exporting.docs import render_benchmarks, render_usage
+from honed.exporting.package import (
     MANIFEST,
     TASK_DIR,
     Acceptance,
@@ -36,8 +36,8 @@ from honed.export.package import (
     write_anchors,
     write_manifest,
 )
-from honed.gate.document import GATE_FILE, GateDocument, read_gate_document
-from honed.gate.run import read_tune_run
+from honed.gating.document import GATE_FILE, GateDocument, read_gate_document
+from honed.gating.run import read_tune_run
 from honed.store import write_json_atomic, write_text_atomic
 from honed.task.data import Item, items_hash, load_items
 from honed.task.spec import Task, load_task
@@ -130,7 +130,7 @@ def _stage(timings: dict[str, float], name: str, say: Callable[[str], None], msg
 
 def _convert(merged: Any, work: Path) -> tuple[Path, dict[str, Any]]:
     """The F16 GGUF, reused when the merged checkpoint it came from is the same."""
-    from honed.export.convert import convert_to_gguf
+    from honed.exporting.convert import convert_to_gguf
 
     f16 = work / "model.F16.gguf"
     stamp = work / "model.F16.json"
@@ -212,10 +212,10 @@ def export(run: Path, *, out: Path | None = None, quants: list[str] | None = Non
            modelfile: Path | None = None, version: str | None = None, n_anchors: int = 16,
            on_stage: Callable[[str], None] | None = None) -> Package:
     """Export a tune run as a delivery package. See the module docstring for the stages."""
-    from honed.export import ladder as lad
-    from honed.export import modelfile as mfm
-    from honed.export.merge import merge_adapter
-    from honed.export.template import round_trip, training_side, training_tokenizer
+    from honed.exporting import ladder as lad
+    from honed.exporting import modelfile as mfm
+    from honed.exporting.merge import merge_adapter
+    from honed.exporting.template import round_trip, training_side, training_tokenizer
 
     say = on_stage or (lambda _m: None)
     run = Path(run).resolve()
@@ -227,7 +227,7 @@ def export(run: Path, *, out: Path | None = None, quants: list[str] | None = Non
     test_items = load_items(task, "test")  # verifies the lock: a package must not carry an edited test set
     gate, gate_entry = read_gate(run, force, adapter_sha256=a_sha, test_items_sha256=items_hash(test_items))
     quants = list(quants) if quants is not None else list(DEFAULT_QUANTS)
-    from honed.export.quantize import QUANT_TYPES
+    from honed.exporting.quantize import QUANT_TYPES
 
     bad = [q for q in quants if q.upper() not in QUANT_TYPES]
     if bad:
@@ -340,7 +340,7 @@ def export(run: Path, *, out: Path | None = None, quants: list[str] | None = Non
         shutil.rmtree(old, ignore_errors=True)
     root.replace(out)
     shutil.rmtree(work, ignore_errors=True)
-    from honed.export.package import load_package
+    from honed.exporting.package import load_package
 
     return load_package(out)
 

@@ -14,10 +14,10 @@ from honed.display import fmt, fmt_ci
 from honed.errors import UserError
 from honed.evaluate.document import EvalRun, read_eval_run
 from honed.evaluate.scorers import INVALID
-from honed.export.docs import runs as dr
-from honed.export.docs.examples import examples_section
-from honed.export.docs.markdown import fence, table
-from honed.export.package import Manifest, Package
+from honed.exporting.docs import runs as dr
+from honed.exporting.docs.examples import examples_section
+from honed.exporting.docs.markdown import fence, table
+from honed.exporting.package import Manifest, Package
 from honed.task.chat import read_gguf
 from honed.task.prompt import decide_constrained
 from honed.task.spec import Task

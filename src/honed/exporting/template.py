@@ -9,7 +9,7 @@ prompt format or a stop token that differs between training and serving. For eac
    tokenizer (`honed.task.chat.from_tokenizer`), the very code `honed tune` trained with;
 2. **GGUF** — the exported file's own chat format (`honed.task.chat.from_llama`, from its metadata), rendered by
    honed's prompt builder and tokenized by llama.cpp (for F16 and every quantized rung);
-3. **Modelfile** — the Modelfile's TEMPLATE (a Go template, `honed.export.gotemplate`) rendered as Ollama
+3. **Modelfile** — the Modelfile's TEMPLATE (a Go template, `honed.exporting.gotemplate`) rendered as Ollama
    would, tokenized by llama.cpp with the GGUF's own BOS rule.
 
 Stops: the training terminator (the last token of every training completion) must be an end-of-generation
@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from honed.errors import UserError
-from honed.export import gotemplate
-from honed.export.modelfile import Modelfile
+from honed.exporting import gotemplate
+from honed.exporting.modelfile import Modelfile
 from honed.task.chat import ChatFormat, from_llama, from_tokenizer, gguf_vocab
 from honed.task.data import Item
 from honed.task.prompt import build_messages
@@ -204,7 +204,7 @@ def round_trip(task: Task, items: list[Item], tokenizer: Any, ggufs: list[Path],
         if not side.completion_ids or side.completion_ids[-1] != term_id:
             raise TemplateRoundTripError(f"the training completion of {side.prompt[-40:]!r} does not end with the "
                                          f"terminator {terminator!r}")
-    from honed.export.modelfile import detect_family
+    from honed.exporting.modelfile import detect_family
 
     problems: list[str] = []
     checked: dict[str, Any] = {"items": [it.id for it in items], "terminator": terminator,

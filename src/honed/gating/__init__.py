@@ -6,7 +6,7 @@ minimum with the paired CI of the difference above 0), forgetting (general promp
 optionally a named bake-off arm. `honed export` refuses a run whose gate did not pass, unless forced.
 """
 
-from honed.gate.document import GATE_FILE, GateDocument, read_gate_document
-from honed.gate.run import GateResult, gate, read_tune_run
+from honed.gating.document import GATE_FILE, GateDocument, read_gate_document
+from honed.gating.run import GateResult, gate, read_tune_run
 
 __all__ = ["GATE_FILE", "GateDocument", "GateResult", "gate", "read_gate_document", "read_tune_run"]

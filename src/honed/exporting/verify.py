@@ -24,7 +24,7 @@ from typing import Any
 
 from honed.backends.models import file_sha256
 from honed.errors import HonedError, UserError
-from honed.export.package import MANIFEST, TASK_DIR, Package, load_package
+from honed.exporting.package import MANIFEST, TASK_DIR, Package, load_package
 from honed.store import canonical_json
 
 TEST_HASH_KEYS = ("test", "test_items_sha256", "test_file_sha256", "test_sha256")

@@ -3,7 +3,7 @@
 Both sides run through the `transformers` backend on the same dequantized base weights, the tuned side with the
 run's adapter (`RUN/best/`): the pair differs only by the adapter, so a difference is the fine-tune's doing.
 Evaluations go through `honed.evaluate.runner.evaluate` (normal eval run folders, responses cached); a re-run on
-unchanged inputs reuses them without loading a model (`honed.gate.cache`). See `honed.gate.checks` for the rules.
+unchanged inputs reuses them without loading a model (`honed.gating.cache`). See `honed.gating.checks` for the rules.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from typing import Any
 from honed.errors import UserError
 from honed.evaluate.runner import EvalResult
 from honed.evaluate.scoring import ItemRecord, item_keywords, metric_on
-from honed.gate import cache, checks
-from honed.gate.arm import compare_arm, load_arm
-from honed.gate.cache import Side
-from honed.gate.document import GATE_FILE, GateDocument
-from honed.gate.forgetting import load_general_check, reference_nll
+from honed.gating import cache, checks
+from honed.gating.arm import compare_arm, load_arm
+from honed.gating.cache import Side
+from honed.gating.document import GATE_FILE, GateDocument
+from honed.gating.forgetting import load_general_check, reference_nll
 from honed.store import Store, write_json_atomic
 from honed.task.data import Item, items_hash
 from honed.task.spec import Task

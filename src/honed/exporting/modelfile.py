@@ -2,7 +2,7 @@
 handed to `ollama create` when Ollama is installed.
 
 The TEMPLATE is the part that breaks exports (gibberish or endless output): honed writes it from the family of
-the GGUF's own chat template, and `honed.export.template` then proves it renders the same tokens as training.
+the GGUF's own chat template, and `honed.exporting.template` then proves it renders the same tokens as training.
 Stops: the training turn terminator (what the tuned model learned to emit after its answer) comes first.
 """
 

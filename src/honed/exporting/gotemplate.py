@@ -1,7 +1,7 @@
 """A tiny evaluator for the Go templates that Ollama Modelfiles carry (their TEMPLATE instruction).
 
 honed must render a Modelfile's TEMPLATE in Python to prove that Ollama will build the same tokens as training
-did (the template round trip, `honed.export.template`). Go's `text/template` is a whole language; honed
+did (the template round trip, `honed.exporting.template`). Go's `text/template` is a whole language; honed
 generates only a small part of it, so this evaluator supports exactly that part and refuses everything else
 by name, rather than guess what Ollama would do:
 

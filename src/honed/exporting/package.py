@@ -90,7 +90,7 @@ class Manifest(BaseModel):
     ladder: dict[str, Any] = {}
     """The quant ladder's choice: {"recommended", "why", "tolerance", "merged": the merged model's eval}."""
     round_trip: dict[str, Any] | None = None
-    """What the template round trip checked (`honed.export.template.round_trip`)."""
+    """What the template round trip checked (`honed.exporting.template.round_trip`)."""
     converter: dict[str, Any] | None = None
     """How the F16 GGUF was made (the converter, its source and timings)."""
     ollama_model: str | None = None

@@ -20,7 +20,7 @@ from typing import Any
 
 from honed.display import fmt, fmt_ci
 from honed.evaluate.scoring import ItemRecord
-from honed.export.quantize import quantize
+from honed.exporting.quantize import quantize
 from honed.task.spec import ArmSpec, Task
 
 RUNG_KEYS = ("quant", "file", "metric", "ci", "p50_ms", "p95_ms", "peak_memory_mb", "cost_per_1k",

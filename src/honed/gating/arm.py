@@ -13,7 +13,7 @@ from typing import Any
 from honed.errors import UserError
 from honed.evaluate.document import EvalDocument, read_eval_run
 from honed.evaluate.scoring import ItemRecord, item_keywords, metric_on
-from honed.gate import checks
+from honed.gating import checks
 from honed.task.data import Item
 from honed.task.spec import Task
 

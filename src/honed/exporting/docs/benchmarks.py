@@ -13,9 +13,9 @@ from typing import Any
 from honed.display import fmt, fmt_ci
 from honed.errors import UserError
 from honed.evaluate.document import EvalRun, read_eval_run
-from honed.export.docs import runs as dr
-from honed.export.docs.markdown import table
-from honed.export.package import TASK_DIR, Manifest
+from honed.exporting.docs import runs as dr
+from honed.exporting.docs.markdown import table
+from honed.exporting.package import TASK_DIR, Manifest
 from honed.task.data import Item, load_items
 from honed.task.prompt import build_answer
 from honed.task.spec import Task, load_task
