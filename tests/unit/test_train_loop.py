@@ -105,6 +105,24 @@ def test_collapse_alarm_counts_answers_not_outputs_outside_the_answer_space() ->
     assert not vp(INVALID, 0.96).collapsed(0.9, data_top=0.2)  # not yet answering in the answer space
 
 
+def test_validation_passes_are_spaced_from_the_last_pass_when_the_plan_respaces_them() -> None:
+    """The extraction run (2026-12-07): the plan respaced its passes to every 17 steps, then, refitted after the
+    pass at step 17, to every 19. As multiples, 19 % 19 == 0 answered the val split again two steps later (two 80 s
+    passes for two steps of learning); counted from the last pass the next one comes at 36."""
+    from honed.train.session import val_due
+
+    passes = [{"step": 0}, {"step": 17}]
+    assert not val_due(passes, 19, 19, last=False)
+    assert [s for s in range(18, 40) if val_due(passes, s, 19, last=False)][0] == 36
+    assert val_due(passes, 20, 19, last=True)  # the last step always gets its pass
+    # a fixed spacing from step 0 is unchanged: passes at the multiples of eval_every
+    done = [{"step": 0}]
+    for s in range(1, 13):
+        if val_due(done, s, 4, last=False):
+            done.append({"step": s})
+    assert [p["step"] for p in done] == [0, 4, 8, 12]
+
+
 def test_checkpoint_is_the_best_val_metric_with_near_ties_going_to_the_lower_val_loss() -> None:
     """Banking77-NONE's measured val curve (72 items): the metric alone keeps step 78 and stops the run four passes
     later while the val loss is still falling; a near-tie (0.943 vs 0.948, under one item's 1/72) goes to step 117's

@@ -336,12 +336,20 @@ def beats(vp: ValPass, best: ValPass | None, top: float | None, tie: float, min_
     return (vp.loss is not None and best.loss is not None and vp.metric >= top - tie and vp.loss < best.loss)
 
 
+def val_due(passes: list[dict[str, Any]], step: int, eval_every: int, last: bool) -> bool:
+    """Whether a validation pass is due after `step`: `eval_every` steps after the last pass (or at the last step).
+
+    Counted from the last pass, not as multiples of `eval_every`: a plan that respaces its passes as it measures
+    them (every 4, then every 17) answered the val split at 17 and again at 19 — two passes for two steps."""
+    return last or step - (passes[-1]["step"] if passes else 0) >= eval_every
+
+
 def after_step(s: Session, step: int, last: bool, eval_every: int) -> bool:
     """The guardrails after an optimizer step: every `eval_every` steps (and at the last) a validation pass that
     keeps the best adapter by the task metric, raises the collapse and forgetting alarms and decides early
     stopping. Returns True when training should stop."""
     config = s.config
-    if step % eval_every and not last:
+    if not val_due(s.curves["val"], step, eval_every, last):
         return False
     top = max((p["metric"] for p in s.curves["val"] if p["step"] > 0), default=None)  # before this pass
     vp = do_val(s, step)
