@@ -61,7 +61,7 @@ def gate_command(
         if result.passed:
             out.print(f"next: honed export {run_dir}", highlight=False)
         else:
-            out.print("[bold red]FAIL[/]: " + "; ".join(c["name"] for c in result.failed_checks)
+            out.print("[bold red]FAIL[/]: " + "; ".join(c.name for c in result.document.failed_checks)
                       + " — export refuses this run unless forced", highlight=False)
     if not result.passed:
         raise typer.Exit(1)
