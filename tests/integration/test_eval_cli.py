@@ -1,8 +1,9 @@
 """`honed eval` as a user runs it: a real subprocess, real files, llama.cpp on the tiny model's GGUF
 (tests/tiny_model.py: SmolLM2's tokenizer and chat template, random weights) for every kind's metrics and run
 folder, which need no model that knows the answers. A base model without a chat template is the real Gemma 3
-270M base; the resume after SIGKILL needs answers of a steady length, and `honed compare` two runs whose answers
-differ item by item both ways (SmolLM2 free vs constrained)."""
+270M base; the resume after SIGKILL needs SmolLM2's answers of a steady length (see that test). `honed compare`
+reads two tiny-model runs, constrained, one on the task's full prompt and one on its short tuned prompt: labels
+that differ item by item both ways."""
 
 from __future__ import annotations
 
@@ -137,17 +138,17 @@ def test_user_errors_are_one_line(tmp_path: Path, honed_home: Path) -> None:
     _one_line_error(honed("compare", "nope-a", "nope-b", home=honed_home), "run 'nope-a' not found")
 
 
-def test_compare_two_runs(tmp_path: Path, honed_home: Path) -> None:
-    common = ["eval", str(EXAMPLES / "classify"), "--model", "smollm2-135m", "--limit", "12"]
-    a = honed(*common, "--free", "--json", str(tmp_path / "a.json"), home=honed_home)
-    b = honed(*common, "--constrained", "--json", str(tmp_path / "b.json"), home=honed_home)
+def test_compare_two_runs(tmp_path: Path, honed_home: Path, tiny_model: Any) -> None:
+    common = ["eval", str(EXAMPLES / "classify"), "--model", str(tiny_model.gguf), "--limit", "24", "--constrained"]
+    a = honed(*common, "--prompt", "base", "--json", str(tmp_path / "a.json"), home=honed_home)
+    b = honed(*common, "--prompt", "tuned", "--json", str(tmp_path / "b.json"), home=honed_home)
     assert a.returncode == 0 and b.returncode == 0, a.stderr + b.stderr
     ra, rb = (json.loads((tmp_path / f).read_text())["run_id"] for f in ("a.json", "b.json"))
     cmp = honed("compare", ra, rb, "--json", str(tmp_path / "cmp.json"), home=honed_home)
     assert cmp.returncode == 0, cmp.stderr
     assert "McNemar" in cmp.stdout and "paired bootstrap" in cmp.stdout
     doc = json.loads((tmp_path / "cmp.json").read_text())
-    assert doc["n_paired"] == 12
+    assert doc["n_paired"] == 24
     # exact McNemar from the two runs' own item records, against scipy's binomial test
     from scipy.stats import binomtest
 
@@ -155,6 +156,7 @@ def test_compare_two_runs(tmp_path: Path, honed_home: Path) -> None:
                                                  .read_text().splitlines())} for run in (ra, rb)]
     a_only = sum(right[0][i] and not right[1][i] for i in right[0])
     b_only = sum(right[1][i] and not right[0][i] for i in right[0])
+    assert a_only and b_only  # the two prompts' answers differ both ways: McNemar has discordant pairs to count
     mc = doc["accuracy"]["mcnemar"]
     assert (mc["a_only"], mc["b_only"]) == (a_only, b_only)
     want = binomtest(min(a_only, b_only), a_only + b_only, 0.5).pvalue if a_only + b_only else 1.0
@@ -162,8 +164,9 @@ def test_compare_two_runs(tmp_path: Path, honed_home: Path) -> None:
     assert doc["primary"]["metric"] == "macro_f1"
     lo, hi = doc["primary"]["ci"]
     assert lo <= doc["primary"]["diff"] <= hi
-    # constrained decoding can only produce labels: no unparseable answers in run B
-    assert json.loads((tmp_path / "b.json").read_text())["failures"]["unparseable"] == 0
+    # constrained decoding can only produce labels: no unparseable answers in either run
+    for f in ("a.json", "b.json"):
+        assert json.loads((tmp_path / f).read_text())["failures"]["unparseable"] == 0
 
 
 def test_base_model_without_template_gets_plain_prompt(tmp_path: Path, honed_home: Path) -> None:

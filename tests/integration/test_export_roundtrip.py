@@ -1,7 +1,8 @@
 """The template round trip on the tiny model's GGUF (tests/tiny_model.py: SmolLM2's tokenizer and chat template,
 written by llama.cpp's converter; vocab only, seconds): the generated Modelfile passes, and
 planted mismatches — a wrong stop token, a template missing one newline, a non-terminating GGUF — are refused
-with a diff that names the first differing token."""
+with a diff that names the first differing token. The GGUF of another vocabulary is the real Gemma 3 270M base
+(read with its vocabulary only), the one such file installed."""
 
 from __future__ import annotations
 

@@ -1,4 +1,10 @@
-"""The planner against real things: the shipped GGUFs, transformers, llama.cpp, and a real CPU training step."""
+"""The planner against real things: the shipped GGUFs, transformers, llama.cpp, and a real CPU training step.
+
+The real SmolLM2 and Gemma 3 files, not the tiny model: what is checked is the planner's arithmetic for these
+architectures (parameter counts, each tensor's quant type in the shipped files and in rungs llama.cpp makes, the
+KV cache and compute buffer llama.cpp allocates for them); a 2-layer model of width 64 has other quant fallbacks
+(rows shorter than a K-quant block) and buffers too small to tell a wrong formula. The files are read, not run,
+except for the buffers' short loads."""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""`honed.plan(...)` is the stage function `honed plan` prints: the same typed plan, the same document."""
+"""`honed.plan(...)` is the stage function `honed plan` prints: the same typed plan, the same document.
+
+On SmolLM2 because `honed plan` is run as a user runs it, without `--model`: its default is the embedded model.
+Planning reads the GGUF's header and vocabulary (token counts), never its weights: about a second."""
 
 from __future__ import annotations
 

@@ -59,13 +59,14 @@ def test_long_completion_skipped_never_cut_and_prompt_middle_truncated(smol) -> 
     assert middle_truncate(list(range(10)), 6) == [0, 1, 6, 7, 8, 9]
 
 
-def test_template_mismatch_refused(smol) -> None:
+def test_template_mismatch_refused(smol, tiny_model) -> None:
     tok, tpl = smol
+    gguf = tiny_model.gguf  # what it would be served as: the tiny model's GGUF (llama.cpp reads its vocab only)
     task = load_task(EXAMPLES / "classify")
     item = load_items(task, "train")[0]
-    serving_check(task, "smollm2-135m", item, tpl)  # the real pair matches
+    serving_check(task, str(gguf), item, tpl)  # the pair the tiny model was built as matches
     wrong = replace(tpl, chat_template=tpl.chat_template.replace("<|im_start|>", "<|im_start|> "))
     with pytest.raises(TemplateMismatch, match="train/serve template mismatch"):
-        serving_check(task, "smollm2-135m", item, wrong)
+        serving_check(task, str(gguf), item, wrong)
     prompt, completion = render_completion(task, item.inputs, item.expected, tpl)
     assert completion == item.expected + "<|im_end|>"
