@@ -47,7 +47,7 @@ def demo_command(
         return f"[{v[0]:.3f}, {v[1]:.3f}]" if v else "—"
 
     out.print(f"\n[bold]{metric} on the locked test[/] ({g['n_items']} items)", highlight=False)
-    out.print(f"  base  (GGUF)          {res.base['metrics'].get(metric):.3f}", highlight=False)
+    out.print(f"  base  (GGUF)          {res.base.metrics.get(metric):.3f}", highlight=False)
     out.print(f"  base  (transformers)  {g['base']['value']:.3f}  95% CI {ci(g['base'].get('ci'))}", highlight=False)
     out.print(f"  tuned (transformers)  {g['tuned']['value']:.3f}  95% CI {ci(g['tuned'].get('ci'))}", highlight=False)
     for rung in (res.ladder or {}).get("rungs", []):
