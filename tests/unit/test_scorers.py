@@ -13,6 +13,7 @@ from honed.evaluate.scorers import (
     consistency,
     extract_report,
     flatten_json,
+    flatten_records,
     generate_report,
     json_equal,
     pick_report,
@@ -216,6 +217,23 @@ def test_extract_report_entities_and_relationships() -> None:
     assert report["relationship_precision"] == 0.5
     assert report["relationship_recall"] == 1.0
     assert report["relationship_f1"] == pytest.approx(2 / 3)
+
+
+def test_record_f1_counts_an_object_only_when_all_of_it_is_right() -> None:
+    """The inverted relationship of examples/extract's test-013 ("CockroachDB is monitored by Grafana"): every
+    field is right on its own, so field F1 is perfect; as a record it is wrong."""
+    expected = [{"entities": [{"name": "Grafana", "type": "tool"}, {"name": "CockroachDB", "type": "datastore"}],
+                 "relationships": [{"source": "Grafana", "relation": "MONITORS", "target": "CockroachDB"},
+                                   {"source": "CockroachDB", "relation": "DEPLOYED_ON", "target": "Grafana"}]}]
+    inverted = [{"entities": [{"name": "grafana", "type": "tool"}, {"name": "CockroachDB", "type": "datastore"}],
+                 "relationships": [{"source": "CockroachDB", "relation": "MONITORS", "target": "Grafana"},
+                                   {"source": "Grafana", "relation": "DEPLOYED_ON", "target": "CockroachDB"}]}]
+    report = extract_report(expected, inverted, [True], [True])
+    assert report["field_f1"] == 1.0
+    # 2 entity records right (case-folded), 2 relationship records wrong: 2 of 4 on each side
+    assert (report["record_precision"], report["record_recall"], report["record_f1"]) == (0.5, 0.5, 0.5)
+    assert flatten_records({"tags": ["A", "b"], "n": 3, "rows": [{}, {"x": 1}]}) == {
+        ("tags[]", "a"), ("tags[]", "b"), ("n", "3"), ("rows[]", '{"x": "1"}')}
 
 
 def test_extract_report_survives_malformed_predictions() -> None:

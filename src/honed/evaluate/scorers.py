@@ -153,6 +153,27 @@ def flatten_json(value: Any, prefix: str = "") -> set[tuple[str, str]]:
     return {(prefix, _norm_scalar(value))}
 
 
+def flatten_records(value: Any, prefix: str = "") -> set[tuple[str, str]]:
+    """Like `flatten_json`, but an object inside a list is one record, whole: {"relationships[]": '{"relation": …,
+    "source": …, "target": …}'}. A relationship with the right names in the wrong places matches nothing here,
+    where `flatten_json` scores each of its fields right on its own."""
+    if isinstance(value, dict):
+        pairs: set[tuple[str, str]] = set()
+        for key, item in value.items():
+            pairs |= flatten_records(item, f"{prefix}.{key}" if prefix else str(key))
+        return pairs
+    if isinstance(value, list):
+        records: set[tuple[str, str]] = set()
+        for item in value:
+            if isinstance(item, dict):
+                if item:  # as in flatten_json, an empty object contributes nothing
+                    records.add((f"{prefix}[]", json.dumps(normalize_json(item), sort_keys=True)))
+            else:
+                records |= flatten_records(item, f"{prefix}[]")
+        return records
+    return {(prefix, _norm_scalar(value))}
+
+
 def normalize_json(value: Any) -> Any:
     """A canonical form for equality: normalized scalars, lists compared as multisets (order-free)."""
     if isinstance(value, dict):
@@ -223,10 +244,12 @@ def extract_report(
     relationships_key: str | None = None,
     relationship_fields: tuple[str, str, str] = ("source", "relation", "target"),
 ) -> dict[str, Any]:
-    """Scores of an extraction task: JSON and schema validity, exact match, field and entity/relation P/R/F1.
+    """Scores of an extraction task: JSON and schema validity, exact match, field, record and entity/relation P/R/F1.
 
     Field scores are micro-averaged over the flattened (path, value) pairs of all items; a None prediction
-    (no JSON) has no pairs, so everything expected of it is missed. `per_field` groups pairs by top-level key
+    (no JSON) has no pairs, so everything expected of it is missed. Record scores are the same with each object
+    of a list matched whole (`flatten_records`): the primary metric of extraction, as a downstream system uses a
+    record only when all of it is right. `per_field` groups pairs by top-level key
     (expected or predicted); "macro_f1" is the mean of its F1s. Entities are compared by normalized name,
     relationships by (source, RELATION_UPPER_SNAKE, target), per item and summed.
     """
@@ -249,6 +272,8 @@ def extract_report(
         "schema_valid_rate": float(np.mean(schema_valid)) if n else None,
         "exact_match": float(np.mean(exact)) if n else None,
         **_prefixed("field", _micro(*_set_counts(flat))),
+        **_prefixed("record", _micro(*_set_counts(
+            (flatten_records(e), flatten_records(p) if p is not None else set()) for e, p in pairs))),
         "per_field": per_field,
     }
     if entities_key:

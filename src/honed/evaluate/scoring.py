@@ -21,7 +21,7 @@ from honed.types import Response
 
 RATE_METRICS = ("accuracy", "valid_json_rate", "schema_valid_rate", "exact_match", "format_pass_rate",
                 "keyword_hit_rate")
-F1_METRICS = ("macro_f1", "field_f1", "entity_f1", "relationship_f1")
+F1_METRICS = ("macro_f1", "field_f1", "record_f1", "entity_f1", "relationship_f1")
 
 
 @dataclass

@@ -148,7 +148,8 @@ class GenerationSpec(_Strict):
 
 class AcceptanceSpec(_Strict):
     primary_metric: str | None = None
-    """Metric the gate compares. Default by kind: macro_f1 (classify, pick), field_f1 (extract), format_pass_rate."""
+    """Metric the gate compares. Default by kind: macro_f1 (classify, pick), record_f1 (extract: each object of a list
+    matched whole, so a relationship counts only with its source, relation and target right), format_pass_rate."""
     min_value: float | None = Field(default=None, ge=0.0)
     """The absolute score of the primary metric the task needs to be worth shipping (e.g. 0.80). The gate checks
     it beside the relative gain over the base; export, usage.md and monitor hold the shipped model to it. Unset:
@@ -211,7 +212,7 @@ class BakeoffSpec(_Strict):
 
 
 DEFAULT_MAX_TOKENS = {"classify": 32, "pick": 16, "extract": 512, "generate": 768}
-DEFAULT_PRIMARY = {"classify": "macro_f1", "pick": "macro_f1", "extract": "field_f1", "generate": "format_pass_rate"}
+DEFAULT_PRIMARY = {"classify": "macro_f1", "pick": "macro_f1", "extract": "record_f1", "generate": "format_pass_rate"}
 
 
 class TaskSpec(_Strict):

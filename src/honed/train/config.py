@@ -64,6 +64,9 @@ class TuneConfig(BaseModel):
     warmup_ratio: float = Field(default=0.1, ge=0, lt=1)
     weight_decay: float = 0.0
     lr_scheduler: str = "linear"
+    entity_swaps: int | None = Field(default=None, ge=0, le=16)
+    """Extraction tasks with `[extract] entities_key`: swapped copies of each training example, its entity names
+    replaced by other training names of the same kind (honed.data.augment). Unset: planned (0 for other tasks)."""
     neftune_alpha: float | None = None
     """NEFTune noise (seed 001 used 5). Unset: off."""
     replay_fraction: float = Field(default=0.1, ge=0, le=0.5)

@@ -150,7 +150,8 @@ def prepare(task: Task, config: TuneConfig, store: Store | None = None, *, resum
         raise MissingDependency("trl", extra="train", why="fine-tuning") from None
     from honed.train.distributed import device_map
     from honed.train.loading import load_base, prepare_kbit, qlora_config
-    from honed.train.plan_defaults import resolve_settings
+    from honed.data.augment import swap_entities
+    from honed.train.plan_defaults import plan_swaps, resolve_settings
 
     cuda = torch.cuda.is_available()
     qcfg = qlora_config() if config.method == "qlora" else None  # a UserError naming what this machine lacks
@@ -177,8 +178,12 @@ def prepare(task: Task, config: TuneConfig, store: Store | None = None, *, resum
     tpl = from_tokenizer(tokenizer)
     serving_check(task, config.model, train_items[0], tpl)
 
-    settings, reasons, warnings = resolve_settings(task, config, loaded, train_items, tpl)
+    swaps, swaps_reason = plan_swaps(task, config, len(train_items))
+    swapped = swap_entities(task, train_items, swaps, seed=config.seed)
+    settings, reasons, warnings = resolve_settings(task, config, loaded, train_items, tpl, swapped)
+    settings["entity_swaps"], reasons["entity_swaps"] = swaps, swaps_reason
     reasons["prompt"] = prompt_reason(base_task, task, config.prompt, train_items, tpl)
+    task_items, train_items = train_items, train_items + swapped
     for w in warnings:
         log.warning(w)
     max_length = settings["max_length"]
@@ -219,8 +224,8 @@ def prepare(task: Task, config: TuneConfig, store: Store | None = None, *, resum
         "task_dir": str(task.root), "method": config.method, "prompt": task.prompt,
         "base_model": {"name": config.model, "path": loaded.source, "sha256": loaded.sha256,
                        "from_gguf": loaded.from_gguf, **loaded.extra},
-        "data": {"train_items_sha256": items_hash(train_items), "val_items_sha256": items_hash(val_items),
-                 "n_train": len(train_enc), "n_val": len(val_items)},
+        "data": {"train_items_sha256": items_hash(task_items), "val_items_sha256": items_hash(val_items),
+                 "n_train": len(train_enc), "n_swapped": len(swapped), "n_val": len(val_items)},
         "config_sha256": hashlib.sha256(canonical_json(resolved).encode()).hexdigest(),
         "settings": resolved, "reasons": reasons, "warnings": warnings, "encode": report.as_dict(),
         "versions": {"honed": __version__, "python": platform.python_version(), "torch": torch.__version__,

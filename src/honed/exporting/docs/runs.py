@@ -59,7 +59,7 @@ def kind_detail(task: Task, records: list[ItemRecord], items: dict[str, Item]) -
             entities_key=ex.entities_key, entity_name_field=ex.entity_name_field,
             relationships_key=ex.relationships_key, relationship_fields=ex.relationship_fields)
         return {"rates": {k: rep.get(k) for k in ("valid_json_rate", "schema_valid_rate", "exact_match",
-                                                  "field_f1", "entity_f1", "relationship_f1")},
+                                                  "record_f1", "field_f1", "entity_f1", "relationship_f1")},
                 "per_field": rep.get("per_field") or {}}
     if task.kind == "generate":
         assert task.spec.generate is not None
