@@ -123,6 +123,18 @@ def test_validation_passes_are_spaced_from_the_last_pass_when_the_plan_respaces_
     assert [p["step"] for p in done] == [0, 4, 8, 12]
 
 
+def test_early_stopping_waits_for_the_last_quarter_of_a_decaying_rate() -> None:
+    """The demo of 2026-12-07: best val 0.801 at step 66, then 4 passes below it; at step 104 of 168 the learning
+    rate was still at 40% and the run stopped, shipping 0.753. Now it anneals on; a constant rate stops at once."""
+    from honed.train.session import early_stop
+
+    assert not early_stop(4, 4, 104, 168)
+    assert early_stop(4, 4, 126, 168)
+    assert not early_stop(3, 4, 160, 168)  # patience not spent
+    assert early_stop(4, 4, 104, 168, schedule="constant")
+    assert early_stop(4, 4, 104, None)  # no plan (DPO's trainer): patience alone
+
+
 def test_checkpoint_is_the_best_val_metric_with_near_ties_going_to_the_lower_val_loss() -> None:
     """Banking77-NONE's measured val curve (72 items): the metric alone keeps step 78 and stops the run four passes
     later while the val loss is still falling; a near-tie (0.943 vs 0.948, under one item's 1/72) goes to step 117's

@@ -349,6 +349,21 @@ def val_due(passes: list[dict[str, Any]], step: int, eval_every: int, last: bool
     return last or step - (passes[-1]["step"] if passes else 0) >= eval_every
 
 
+EARLY_STOP_FROM = 0.75
+"""Share of the planned steps before which early stopping waits, while the learning rate decays."""
+
+
+def early_stop(since_best: int, patience: int, step: int, total: int | None, schedule: str = "linear") -> bool:
+    """Whether `patience` passes without a better val metric end the run. While a decaying learning rate is still
+    high (the first `EARLY_STOP_FROM` of the planned steps) the val metric's dips are the noise of big steps, not a
+    model that is done: the demo stopped at step 104 of 168 at 40% of its rate, its best pass (0.801, step 66)
+    a spike, and shipped 0.753 on the test; the run that annealed to the end of its budget scored 0.853. The
+    checkpoint is the best val pass either way, so waiting costs time the plan had granted, never the model."""
+    if since_best < patience:
+        return False
+    return total is None or schedule == "constant" or step >= EARLY_STOP_FROM * total
+
+
 def after_step(s: Session, step: int, last: bool, eval_every: int) -> bool:
     """The guardrails after an optimizer step: every `eval_every` steps (and at the last) a validation pass that
     keeps the best adapter by the task metric, raises the collapse and forgetting alarms and decides early
@@ -384,7 +399,8 @@ def after_step(s: Session, step: int, last: bool, eval_every: int) -> bool:
     stop = False
     if config.on_collapse == "stop" and s.state["collapsed_in_row"] >= config.collapse_patience:
         s.state["stopped"], stop = "collapse", True
-    elif s.state["since_best"] >= config.patience:
+    elif early_stop(s.state["since_best"], config.patience, step,  # a resumed plan counts from its start
+                    s.plan.total + getattr(s.plan, "start", 0) if s.plan else None, config.lr_scheduler):
         s.state["stopped"], stop = "early_stopping", True
     write_json_atomic(s.run_dir / "curves.json", s.curves)
     if s.plan is not None:
