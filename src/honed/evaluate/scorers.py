@@ -137,41 +137,33 @@ def _norm_scalar(value: Any) -> str:
     return str(value)
 
 
-def flatten_json(value: Any, prefix: str = "") -> set[tuple[str, str]]:
+def flatten_json(value: Any, prefix: str = "", *, records: bool = False) -> set[tuple[str, str]]:
     """(path, normalized value) pairs of a JSON value, list indices dropped: {"entities[].name": …}.
 
     Strings are lowercased with whitespace stripped and collapsed; numbers become strings (3.0 as "3");
-    booleans and null their JSON text. Empty objects and lists contribute no pairs.
+    booleans and null their JSON text. Empty objects and lists contribute no pairs. With `records`, an object
+    inside a list is one pair, whole: {"relationships[]": '{"relation": …, "source": …, "target": …}'} — a
+    relationship with the right names in the wrong places then matches nothing, where field pairs score each of
+    its fields right on its own.
     """
     if isinstance(value, dict):
         pairs: set[tuple[str, str]] = set()
         for key, item in value.items():
-            pairs |= flatten_json(item, f"{prefix}.{key}" if prefix else str(key))
+            pairs |= flatten_json(item, f"{prefix}.{key}" if prefix else str(key), records=records)
         return pairs
     if isinstance(value, list):
+        if records:
+            whole = {(f"{prefix}[]", json.dumps(normalize_json(item), sort_keys=True))
+                     for item in value if isinstance(item, dict) and item}
+            value = [item for item in value if not isinstance(item, dict)]
+            return whole.union(*(flatten_json(item, f"{prefix}[]", records=True) for item in value))
         return set().union(*(flatten_json(item, f"{prefix}[]") for item in value))
     return {(prefix, _norm_scalar(value))}
 
 
-def flatten_records(value: Any, prefix: str = "") -> set[tuple[str, str]]:
-    """Like `flatten_json`, but an object inside a list is one record, whole: {"relationships[]": '{"relation": …,
-    "source": …, "target": …}'}. A relationship with the right names in the wrong places matches nothing here,
-    where `flatten_json` scores each of its fields right on its own."""
-    if isinstance(value, dict):
-        pairs: set[tuple[str, str]] = set()
-        for key, item in value.items():
-            pairs |= flatten_records(item, f"{prefix}.{key}" if prefix else str(key))
-        return pairs
-    if isinstance(value, list):
-        records: set[tuple[str, str]] = set()
-        for item in value:
-            if isinstance(item, dict):
-                if item:  # as in flatten_json, an empty object contributes nothing
-                    records.add((f"{prefix}[]", json.dumps(normalize_json(item), sort_keys=True)))
-            else:
-                records |= flatten_records(item, f"{prefix}[]")
-        return records
-    return {(prefix, _norm_scalar(value))}
+def flatten_records(value: Any) -> set[tuple[str, str]]:
+    """`flatten_json` with each object of a list one record, whole: the pairs of record P/R/F1."""
+    return flatten_json(value, records=True)
 
 
 def normalize_json(value: Any) -> Any:
