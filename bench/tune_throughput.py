@@ -134,8 +134,7 @@ def run_honed(model: str, rows: list[Any], steps: int, batch: int) -> dict[str, 
     m = _lora(model)
     res = train_loop(m, rows, batch_size=batch, grad_accum=1, learning_rate=5e-4, weight_decay=0.0,
                      schedule="linear", plan=Plan(total=steps, warmup_ratio=0.1), seed=0, neftune_alpha=None,
-                     after_step=lambda step, last: False, on_loss=lambda *a: None, val_seconds=lambda: 0.0,
-                     eval_every=1)
+                     after_step=lambda step, last: False, on_loss=lambda *a: None, val_seconds=lambda: 0.0)
     return _result(res.seconds, res.tokens, steps * batch)
 
 
