@@ -34,9 +34,9 @@ def _kind(entity: dict[str, Any], name_field: str) -> str:
     return json.dumps({k: v for k, v in entity.items() if k != name_field}, sort_keys=True)
 
 
-def _mention(name: str) -> re.Pattern[str]:
-    """The name as a whole mention: not inside a longer word ("Go" is not in "Google")."""
-    return re.compile(rf"(?<!\w){re.escape(name)}(?!\w)")
+def _mention(name: str) -> str:
+    """A regex of the name as a whole mention: not inside a longer word ("Go" is not in "Google")."""
+    return rf"(?<!\w){re.escape(name)}(?!\w)"
 
 
 def _replace_values(value: Any, mapping: dict[str, str]) -> Any:
@@ -73,7 +73,7 @@ def swap_entities(task: Task, items: list[Item], copies: int, seed: int = 0) -> 
         ents = [e for e in _entities(task, it.expected) if isinstance(e.get(name_field), str)]
         texts = [v for v in it.inputs.values() if isinstance(v, str)]
         own = {e[name_field] for e in ents}
-        if not ents or not all(any(_mention(n).search(t) for t in texts) for n in own):
+        if not ents or not all(any(re.search(_mention(n), t) for t in texts) for n in own):
             continue
         for k in range(copies):
             mapping: dict[str, str] = {}
@@ -87,8 +87,7 @@ def swap_entities(task: Task, items: list[Item], copies: int, seed: int = 0) -> 
             if not mapping:
                 break
             # one pass over each input for all names (longest first), so a new name is never replaced again
-            pattern = re.compile("|".join(rf"(?<!\w){re.escape(n)}(?!\w)"
-                                          for n in sorted(mapping, key=len, reverse=True)))
+            pattern = re.compile("|".join(_mention(n) for n in sorted(mapping, key=len, reverse=True)))
             inputs = {key: pattern.sub(lambda m: mapping[m.group(0)], v) if isinstance(v, str) else v
                       for key, v in it.inputs.items()}
             out.append(Item(id=f"{it.id}~swap{k + 1}", inputs=inputs, expected=_replace_values(it.expected, mapping),

@@ -108,6 +108,11 @@ class Plan:
     def warmup(self) -> int:
         return math.ceil(self.warmup_ratio * self.total)
 
+    @property
+    def run_total(self) -> int:
+        """The planned steps counted from the run's first step (a resumed plan's `total` counts from its start)."""
+        return self.total
+
     def fit_budget(self, done: int, elapsed: float, step_s: float, val_s: float) -> None:
         """Set `total` so that the remaining steps and their validation passes end within the budget, and with
         `auto_eval` the spacing of the passes: at most `val_share` of what is left goes to them unless the steps

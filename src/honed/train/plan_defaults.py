@@ -52,7 +52,9 @@ def plan_swaps(task: Task, config: TuneConfig, n: int) -> tuple[int, str]:
 
 
 SWAP_UNTIL = 400
-SWAP_MEASURED = "measured on examples/extract (80 sentences, SmolLM2-135M): see README"
+SWAP_MEASURED = ("measured on examples/extract (80 sentences, SmolLM2-135M, 30 minutes): relationship F1 0.32 → 0.37 "
+                 "and entity F1 0.90 → 0.96 on the locked test (101 vs 112 steps; the second run's checkpoint "
+                 "chosen by record F1)")
 
 
 def resolve_settings(task: Task, config: TuneConfig, loaded: Any, train_items: list[Item], fmt: ChatFormat,

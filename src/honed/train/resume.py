@@ -47,6 +47,10 @@ class ResumedPlan(Plan):
     def warmup(self) -> int:  # type: ignore[override]
         return self.full_warmup - self.start
 
+    @property
+    def run_total(self) -> int:
+        return self.start + self.total
+
 
 def _state_doc(state: dict[str, Any]) -> dict[str, Any]:
     return {k: asdict(v) if isinstance(v, ValPass) else v for k, v in state.items()}
@@ -59,7 +63,7 @@ def save_checkpoint(s: Any, step: int) -> None:
     from honed.train.session import save_adapter
 
     plan = s.plan
-    doc = {"step": step, "plan": {"total": getattr(plan, "start", 0) + plan.total,
+    doc = {"step": step, "plan": {"total": plan.run_total,
                                   "warmup": getattr(plan, "full_warmup", plan.warmup), "notes": list(plan.notes)},
            "curves": s.curves, "state": _state_doc(s.state)}
 

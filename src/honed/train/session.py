@@ -399,8 +399,8 @@ def after_step(s: Session, step: int, last: bool, eval_every: int) -> bool:
     stop = False
     if config.on_collapse == "stop" and s.state["collapsed_in_row"] >= config.collapse_patience:
         s.state["stopped"], stop = "collapse", True
-    elif early_stop(s.state["since_best"], config.patience, step,  # a resumed plan counts from its start
-                    s.plan.total + getattr(s.plan, "start", 0) if s.plan else None, config.lr_scheduler):
+    elif early_stop(s.state["since_best"], config.patience, step, s.plan.run_total if s.plan else None,
+                    config.lr_scheduler):
         s.state["stopped"], stop = "early_stopping", True
     write_json_atomic(s.run_dir / "curves.json", s.curves)
     if s.plan is not None:
