@@ -1,8 +1,9 @@
 """The README's demo figures, from one run of `honed demo --json`: per-stage wall time, each model's primary
 metric with its CI, the gate, the shipped rung, the training throughput.
 
-Runs the demo in a fresh HONED_HOME (no cached responses: a fresh clone's first run), unless `--from FILE` reads
-the JSON of a run already made. Prints the markdown the README carries and, with `--json`, keeps the figures.
+Runs the demo in a fresh HONED_HOME (no cached responses) and a fresh HONED_MODELS (the GGUF is dequantized into
+its checkpoint folder during the run, once): a fresh clone's first run, unless `--from FILE` reads the JSON of a
+run already made. Prints the markdown the README carries and, with `--json`, keeps the figures.
 
     .venv/bin/python bench/demo_figures.py --json /tmp/demo.json          # ~15 minutes on 2 cores
     .venv/bin/python bench/demo_figures.py --from /tmp/demo.json          # just the markdown
@@ -86,7 +87,7 @@ def main() -> None:
     else:
         with tempfile.TemporaryDirectory() as tmp:
             target = a.json or Path(tmp) / "demo.json"
-            env = {**os.environ, "HONED_HOME": str(Path(tmp) / "home")}
+            env = {**os.environ, "HONED_HOME": str(Path(tmp) / "home"), "HONED_MODELS": str(Path(tmp) / "models")}
             cmd = [sys.executable, "-m", "honed", "demo", "--json", str(target), "--out",
                    str(a.out or Path(tmp) / "demo-out")]
             task = a.task

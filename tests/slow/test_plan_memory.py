@@ -37,13 +37,9 @@ STEP = textwrap.dedent("""
             return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     import torch, transformers, peft
     transformers.logging.set_verbosity_error()
-    from honed.backends.models import resolve_gguf
+    from honed.train.loading import load_base
     torch.manual_seed(0)
-    path = resolve_gguf("smollm2-135m")
-    model = transformers.AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
+    model = load_base("smollm2-135m", dtype="float32").model  # as `honed tune` loads it
     config = peft.LoraConfig(r=8, lora_alpha=16, lora_dropout=0.05, target_modules=json.loads(sys.argv[1]),
                              task_type="CAUSAL_LM")
     model = peft.get_peft_model(model, config).train()

@@ -1,9 +1,10 @@
 """An in-process Hugging Face model (transformers, optionally with a PEFT adapter): the backend that evaluates
 what `honed tune` trains, before it is merged and exported.
 
-`model` is an HF checkpoint folder, a .gguf file or a model alias. A GGUF is loaded through transformers' GGUF
-loader, dequantized: the same tokens as llama.cpp and, on SmolLM2, the same greedy answers (llama.cpp computes
-with quantized weights, so on other models an answer may differ where two tokens are nearly tied).
+`model` is an HF checkpoint folder, a .gguf file or a model alias. A GGUF is loaded dequantized, from the
+checkpoint folder `honed.backends.checkpoint` keeps of it (transformers' GGUF loader once, safetensors after): the
+same tokens as llama.cpp and, on SmolLM2, the same greedy answers (llama.cpp computes with quantized weights, so
+on other models an answer may differ where two tokens are nearly tied). Its identity stays the GGUF's sha256.
 The prompt is rendered by honed's one prompt builder with the tokenizer's chat format
 (`honed.task.chat.from_tokenizer`), exactly as `LlamaCppBackend` renders it from the GGUF.
 """
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from honed.backends.base import Backend
+from honed.backends.checkpoint import dequantized_checkpoint
 from honed.backends.models import file_sha256, resolve_gguf
 from honed.errors import MissingDependency, ModelNotFound
 from honed.task.chat import ChatFormat, from_tokenizer
@@ -95,14 +97,9 @@ class TransformersBackend(Backend):
         # float32 on CPU (bf16 matmuls there are slow and less exact); the checkpoint's own dtype on a GPU.
         torch_dtype: Any = getattr(torch, dtype) if dtype != "auto" else (
             torch.float32 if self.device == "cpu" else "auto")
-        kwargs: dict[str, Any] = {"gguf_file": gguf} if gguf else {}
-        self._tok = transformers.AutoTokenizer.from_pretrained(folder, **kwargs)
-        net = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype, **kwargs)
-        if gguf:
-            # The weights are plain dequantized tensors; without this PEFT and saving treat them as quantized.
-            net.hf_quantizer = None
-            if hasattr(net.config, "quantization_config"):
-                del net.config.quantization_config
+        weights = dequantized_checkpoint(folder / gguf) if gguf else folder
+        self._tok = transformers.AutoTokenizer.from_pretrained(weights, local_files_only=True)
+        net = transformers.AutoModelForCausalLM.from_pretrained(weights, dtype=torch_dtype, local_files_only=True)
         if adapter_dir is not None:
             try:
                 from peft import PeftModel

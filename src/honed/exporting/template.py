@@ -60,14 +60,14 @@ def training_tokenizer(base: str) -> Any:
     """The tokenizer `honed tune` trained with: `honed.train.loading.load_base`'s, without loading weights."""
     from transformers import AutoTokenizer
 
+    from honed.backends.checkpoint import dequantized_checkpoint
     from honed.backends.models import resolve_gguf
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     folder = Path(base).expanduser()
     if folder.is_dir() and (folder / "config.json").exists():
         return AutoTokenizer.from_pretrained(folder)
-    gguf = resolve_gguf(base)
-    return AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    return AutoTokenizer.from_pretrained(dequantized_checkpoint(resolve_gguf(base)), local_files_only=True)
 
 
 def training_side(task: Task, item: Item, tokenizer: Any) -> tuple[Side, ChatFormat]:

