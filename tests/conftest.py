@@ -24,6 +24,21 @@ from typing import Any
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch / llama_cpp load: see honed.cli
 
+
+def _pin_xdist_worker() -> None:
+    """Under pytest-xdist (pyproject's `-n auto`), worker i of n runs on every n-th CPU of this process, and so do
+    the `honed` processes and servers it starts (affinity is inherited): torch and llama.cpp size their threads
+    from it (`honed.backends.base.usable_cpus`), so two workers on 2 cores never run 4 spinning threads."""
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER", ""), os.environ.get("PYTEST_XDIST_WORKER_COUNT", "")
+    if not (worker.startswith("gw") and count.isdigit() and hasattr(os, "sched_setaffinity")):
+        return
+    cpus, n, i = sorted(os.sched_getaffinity(0)), int(count), int(worker[2:])
+    if n > 1 and len(cpus) >= n:
+        os.sched_setaffinity(0, cpus[i % n::n])
+
+
+_pin_xdist_worker()  # before torch is imported anywhere in this worker: its thread pool is sized once
+
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,6 +57,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if wrong:
         raise pytest.UsageError("every test needs exactly one tier marker of " + ", ".join(TIERS) + ":\n"
                                 + "\n".join(wrong))
+    # the one long test first: under xdist it runs on one worker while the other takes the rest of the suite
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
     if any(item.get_closest_marker("gpu") for item in items) and not _cuda():
         skip = pytest.mark.skip(reason="needs CUDA (torch.cuda.is_available() is False)")
         for item in items:

@@ -7,14 +7,24 @@ module, which the registry imports only when the backend is asked for.
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from honed.types import Constraint, ModelInfo, Request, Response
 
 if TYPE_CHECKING:
     from honed.task.chat import ChatFormat
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on: its affinity (`taskset`, a container's cpuset, a test worker's share),
+    which `os.cpu_count()` ignores. torch's threads follow the affinity already; llama.cpp's are set from this."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # no affinity on this platform (macOS)
+        return os.cpu_count() or 1
 
 
 class StreamStopped(Exception):
@@ -74,5 +84,5 @@ class Backend(ABC):
     def __enter__(self) -> Backend:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from honed.backends.base import Backend, StreamStopped
+from honed.backends.base import Backend, StreamStopped, usable_cpus
 from honed.backends.models import file_sha256, resolve_gguf
 from honed.errors import MissingDependency
 from honed.task.chat import ChatFormat, from_llama
@@ -70,8 +69,9 @@ class LlamaCppBackend(Backend):
         self._llama_cpp = llama_cpp
         path = resolve_gguf(model)
         n_gpu_layers = gpu_layers(llama_cpp, n_gpu_layers)
+        threads = n_threads or min(usable_cpus(), 8)  # llama-cpp-python's defaults count every CPU of the machine
         self._llm = llama_cpp.Llama(
-            model_path=str(path), n_ctx=n_ctx, n_threads=n_threads or min(os.cpu_count() or 1, 8),
+            model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
             n_gpu_layers=n_gpu_layers, verbose=False,
         )
         meta = self._llm.metadata

@@ -5,11 +5,11 @@ ladder (F16 → Q8_0 → Q4_K_M …) locally and bake the rungs off against each
 from __future__ import annotations
 
 import ctypes
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from honed.backends.base import usable_cpus
 from honed.backends.models import file_sha256, resolve_gguf
 from honed.errors import MissingDependency, UserError
 
@@ -64,7 +64,7 @@ def quantize(model: str, quants: list[str], out_dir: Path | None = None, *, thre
         params = llama_cpp.llama_model_quantize_default_params()
         params.ftype = ftype
         params.allow_requantize = True
-        params.nthread = threads or (os.cpu_count() or 1)
+        params.nthread = threads or usable_cpus()
         tmp = target.with_name(f".{target.name}.tmp")
         t0 = time.perf_counter()
         rc = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), ctypes.byref(params))
