@@ -71,3 +71,20 @@ def test_default_model_is_refused_when_its_file_differs(tmp_path: Path, monkeypa
 def test_installed_default_model_matches_its_pin() -> None:
     path = resolve_gguf("smollm2-135m")
     assert file_sha256(path, cache=False) == models.SMOLLM2_SHA256
+
+
+def test_usable_cpus_is_the_affinity_not_the_machine() -> None:
+    """A process pinned to one CPU (taskset, a cpuset, a test worker) runs llama.cpp on one thread, not on
+    os.cpu_count()'s every CPU of the machine."""
+    import subprocess
+    import sys
+
+    if not hasattr(os, "sched_setaffinity"):
+        pytest.skip("no CPU affinity on this platform")
+    code = ("import os; from honed.backends.base import usable_cpus; "
+            "os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); print(usable_cpus(), os.cpu_count())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out[0] == "1"
+    from honed.backends.base import usable_cpus
+
+    assert usable_cpus() == len(os.sched_getaffinity(0))
