@@ -7,9 +7,11 @@ shows; each answer here is a few tokens, so the real model costs seconds."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -218,8 +220,15 @@ def test_a_server_that_dies_mid_answer_gives_an_error_response(tmp_path: Path) -
         (r,) = result
         assert r.finish_reason == "error" and r.error is not None and server.url in r.error
         assert r.text.startswith('"')  # it died mid-answer: what had arrived is kept for the record
+        server.proc.wait(10)
+        t0 = time.perf_counter()
         after = b.generate([ask(Message("user", "hi"))])[0]  # and the next request is refused, not hung
-        assert after.finish_reason == "error" and after.error is not None and "ConnectError" in after.error
+        assert time.perf_counter() - t0 < 10
+        # refused on a new connection, or found dead on the pooled keep-alive one (which the two are is a race of
+        # the kernel's socket teardown, not honed's): either way the error names the failure and the server
+        assert after.finish_reason == "error" and after.error is not None
+        assert re.match(rf"(ConnectError|ReadError|RemoteProtocolError) talking to {re.escape(server.url)}",
+                        after.error), after.error
         b.close()
     finally:
         stop_llama_server(server)
