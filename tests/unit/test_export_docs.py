@@ -162,6 +162,12 @@ def test_extract_and_generate_say_what_replaces_the_confusion_matrix(tmp_path: P
     f = per_field["entities"]
     assert f"| `entities` | 0.000 | {f['f1']:.3f} | {f['precision']:.3f} | {f['recall']:.3f} | {f['support']} |" in md
     assert f"- expected: `{json.dumps(items[1].expected)}`" in md  # JSON, as the model must write it
+    from honed.exporting.docs.usage import _does_section
+
+    does = "\n".join(_does_section(load_task(root / "task"), manifest("extract", "record_f1")))
+    assert "The task's own bar is `record_f1` ≥ 0.720 (`[acceptance] min_value`)" in does
+    assert ("each checked by the gate on the tuned model's test answers: `entity_f1` ≥ 0.800, `relationship_f1` ≥ "
+            "0.600, `valid_json_rate` ≥ 1.000.") in does  # examples/extract's [acceptance] min_metrics
 
     root = package_task(tmp_path / "g", "generate")
     items = load_items(load_task(root / "task"), "test")[:2]

@@ -259,6 +259,37 @@ def test_gate_holds_the_tuned_model_to_the_tasks_own_bar(tmp_path: Path) -> None
     assert gate(ok).passed
 
 
+def test_gate_holds_other_metrics_to_their_own_bars(tmp_path: Path) -> None:
+    """`[acceptance] min_metrics`: a bar per metric beside the primary one, each a check of its own."""
+    from honed.gating import gate
+
+    toml = CLASSIFY_TOML + "[acceptance]\nmin_metrics = { accuracy = 0.9, macro_f1 = 0.5 }\n"
+    task = load_task(write_task(tmp_path / "t", toml, {"test": ROWS}))
+    assert task.spec.acceptance.min_metrics == {"accuracy": 0.9, "macro_f1": 0.5}
+    # right on 8 of 12 (the 4 billing items answered NONE): accuracy 2/3 < 0.9; macro-F1 5/9 ≥ 0.5
+    run = _planted_run(tmp_path, task, lambda r: "NONE",
+                       lambda r: "NONE" if r["expected"] == "billing" else r["expected"])
+    doc = gate(run).doc
+    bars = [c for c in doc["checks"] if c["name"] == "min_metric"]
+    assert [(c["metric"], c["passed"]) for c in bars] == [("accuracy", False), ("macro_f1", True)]
+    assert bars[0]["tuned"] == pytest.approx(2 / 3) and bars[0]["min_value"] == 0.9
+    assert "tuned accuracy 0.667" in bars[0]["detail"] and "< the task's bar 0.900" in bars[0]["detail"]
+    assert doc["status"] == "FAIL" and [c["name"] for c in doc["checks"] if not c["passed"]] == ["min_metric"]
+    ok = _planted_run(tmp_path / "ok", task, lambda r: "NONE", lambda r: r["expected"])
+    assert gate(ok).passed
+
+    odd = load_task(write_task(tmp_path / "o", CLASSIFY_TOML + "[acceptance]\nmin_metrics = { entity_f1 = 0.8 }\n",
+                               {"test": ROWS}))
+    run2 = _planted_run(tmp_path / "b", odd, lambda r: "NONE", lambda r: r["expected"])
+    with pytest.raises(UserError, match=r"min_metrics names 'entity_f1', which is not a metric of a classify "
+                                        r"task's results; this one reports .*accuracy"):
+        gate(run2)
+    assert not (run2 / "gate.json").exists()
+    with pytest.raises(Exception, match="min_metrics"):
+        load_task(write_task(tmp_path / "n", CLASSIFY_TOML + "[acceptance]\nmin_metrics = { accuracy = -1 }\n",
+                             {"test": ROWS}))
+
+
 def test_gate_refuses_a_changed_base_and_an_undefined_metric(tmp_path: Path) -> None:
     from honed.gating import gate
 

@@ -119,10 +119,19 @@ def min_value_check(tuned: float, tuned_ci: list[float] | None, metric: str, min
                 "detail": f"the task states no absolute bar ([acceptance] min_value): only the relative gain over "
                           f"the base was judged, so a PASS does not say the model is good enough for use "
                           f"(tuned {metric} {tuned:.3f})"}
-    passed = tuned >= min_value - _EPS
+    return _bar("min_value", tuned, tuned_ci, metric, min_value)
+
+
+def min_metric_check(tuned: float, tuned_ci: list[float] | None, metric: str, bar: float) -> dict[str, Any]:
+    """One of the task's bars for a metric beside the primary one (`acceptance.min_metrics`)."""
+    return {**_bar("min_metric", tuned, tuned_ci, metric, bar), "metric": metric}
+
+
+def _bar(name: str, tuned: float, tuned_ci: list[float] | None, metric: str, bar: float) -> dict[str, Any]:
+    passed = tuned >= bar - _EPS
     ci = f" (95% CI [{tuned_ci[0]:.3f}, {tuned_ci[1]:.3f}])" if tuned_ci else ""
-    return {"name": "min_value", "passed": passed, "min_value": min_value, "tuned": tuned,
-            "detail": f"tuned {metric} {tuned:.3f}{ci} {'≥' if passed else '<'} the task's bar {min_value:.3f}"
+    return {"name": name, "passed": passed, "min_value": bar, "tuned": tuned,
+            "detail": f"tuned {metric} {tuned:.3f}{ci} {'≥' if passed else '<'} the task's bar {bar:.3f}"
                       + ("" if passed else ": better than the base, but not good enough to ship")}
 
 

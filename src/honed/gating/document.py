@@ -25,8 +25,10 @@ class _Doc(BaseModel):
 class GateCheck(_Doc):
     """One check of the verdict: `detail` is the sentence a person reads; the numbers are the check's own."""
 
-    name: Literal["improvement", "forgetting", "collapse", "latency", "min_value", "vs_arm"]
+    name: Literal["improvement", "forgetting", "collapse", "latency", "min_value", "min_metric", "vs_arm"]
     passed: bool
+    metric: str | None = None
+    """min_metric: which of the task's `[acceptance] min_metrics` this is."""
     detail: str
     failed_because: list[str] | None = None
     """improvement: "too small" and/or "not significant"."""

@@ -9,7 +9,7 @@ import json
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import jsonschema
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -154,6 +154,10 @@ class AcceptanceSpec(_Strict):
     """The absolute score of the primary metric the task needs to be worth shipping (e.g. 0.80). The gate checks
     it beside the relative gain over the base; export, usage.md and monitor hold the shipped model to it. Unset:
     only the relative gain is checked, and the gate and the package say so plainly."""
+    min_metrics: dict[str, Annotated[float, Field(ge=0.0, allow_inf_nan=False)]] = Field(default_factory=dict)
+    """Bars for other metrics the task's kind reports, beside the primary one: `min_metrics = {entity_f1 = 0.80,
+    relationship_f1 = 0.60}` for an extraction whose record F1 pools both (a pooled bar lets strong entities carry
+    weak relationships). The gate checks each on the tuned model's locked-test answers; usage.md states them."""
     min_relative_improvement: float = 0.10
     """The fine-tune must beat its base by this fraction of the base's score (seed 004's 10%)."""
     max_p95_latency_ms: float | None = None

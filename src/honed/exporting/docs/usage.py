@@ -77,6 +77,10 @@ def _does_section(task: Task, manifest: Manifest) -> list[str]:
     else:
         out += ["", f"The task's own bar is `{acc.primary_metric}` ≥ {fmt(task.spec.acceptance.min_value)} "
                 "(`[acceptance] min_value`): the gate checked it."]
+    bars = task.spec.acceptance.min_metrics
+    if bars:
+        out += ["", "Its bars for other metrics (`[acceptance] min_metrics`), each checked by the gate on the tuned "
+                "model's test answers: " + ", ".join(f"`{m}` ≥ {fmt(v)}" for m, v in bars.items()) + "."]
     out += [""]
     out += ["## What it does not do", ""]
     if task.kind == "classify":
