@@ -1,10 +1,11 @@
 """Merge a tune run's LoRA adapter into its base and save a plain Hugging Face checkpoint (safetensors +
 tokenizer with its chat template), the input of llama.cpp's converter.
 
-The base comes through `honed.train.loading.load_base`, exactly as `honed tune` loaded it: a GGUF is
-dequantized by transformers, and load_base drops `hf_quantizer` / `config.quantization_config` so the merged
-model can be saved at all (transformers refuses to save a model it believes is quantized). The merge is
-checked here too: a save that silently kept the quantization marks is refused.
+The base comes through `honed.train.loading.load_base`, exactly as `honed tune` loaded it: a GGUF from its
+dequantized checkpoint folder (`honed.backends.checkpoint`, which drops transformers' `hf_quantizer` /
+`config.quantization_config` marks once, when it writes the folder, so the merged model can be saved at all:
+transformers refuses to save a model it believes is quantized). The merge is checked here too: a save that
+silently kept the quantization marks is refused.
 
 Resumable: the folder carries `honed_merge.json` with its inputs' hashes; a later export with the same base
 and adapter reuses it.

@@ -192,14 +192,13 @@ def gate(run: Path, *, vs: Path | None = None, limit: int | None = None, store: 
         checks.latency_check(tuned.result.document.latency_ms.p95, acc.max_p95_latency_ms),
         checks.min_value_check(imp["tuned"], tuned.result.document.ci.get(metric), metric, acc.min_value),
     ]
+    scores = {k: float(v) for k, v in tuned.result.document.metrics.items()
+              if isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v)}
     for name, bar in acc.min_metrics.items():
-        value = tuned.result.document.metrics.get(name)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-            known = sorted(k for k, v in tuned.result.document.metrics.items() if isinstance(v, (int, float))
-                           and not isinstance(v, bool))
+        if name not in scores:
             raise UserError(f"{task.source}: [acceptance] min_metrics names {name!r}, which is not a metric of a "
-                            f"{task.kind} task's results; this one reports {', '.join(known)}")
-        gate_checks.append(checks.min_metric_check(float(value), tuned.result.document.ci.get(name), name, bar))
+                            f"{task.kind} task's results; this one reports {', '.join(sorted(scores))}")
+        gate_checks.append(checks.min_metric_check(scores[name], tuned.result.document.ci.get(name), name, bar))
     vs_arm = None
     if arm is not None:
         vs_arm, arm_check = compare_arm(arm, task, items, rt, metric, n_resamples=n_resamples, seed=seed)
