@@ -14,6 +14,7 @@ from typing import Any
 
 import jsonschema
 
+from honed.task.relations import check_relationships
 from honed.task.spec import Task
 from honed.types import Response
 
@@ -175,6 +176,8 @@ class Parsed:
     answer: Any
     cause: str | None
     visible: str
+    unchecked: Any = None
+    """Extraction: the JSON as the model wrote it, where the relation check (`honed.task.relations`) changed it."""
 
 
 def _parse_answer(task: Task, inputs: dict[str, Any], visible: str) -> tuple[Any, bool, bool]:
@@ -204,7 +207,8 @@ def parse_output(task: Task, inputs: dict[str, Any], response: Response) -> Pars
 
     Causes are decided in this order: error, empty_after_thinking, cut_at_max_tokens (stopped at the token
     budget and unparseable or schema-invalid), refused, unparseable, schema_invalid. A schema-invalid JSON
-    answer is kept so that field-level scores can still credit what it got right.
+    answer is kept so that field-level scores can still credit what it got right. An extraction answer's
+    relationships are checked against the task's allowed triples here, before anyone sees the answer.
     """
     visible, had_thinking = strip_thinking(response.text or "")
     if response.finish_reason == "error":
@@ -212,12 +216,17 @@ def parse_output(task: Task, inputs: dict[str, Any], response: Response) -> Pars
     if had_thinking and not visible:
         return Parsed(None, "empty_after_thinking", visible)
     answer, parsed, schema_valid = _parse_answer(task, inputs, visible)
+    unchecked = None
+    if parsed and task.kind == "extract":
+        checked = check_relationships(task.spec.extract, answer)
+        if checked.value is not answer:
+            unchecked, answer = answer, checked.value
     if parsed and schema_valid:
-        return Parsed(answer, None, visible)
+        return Parsed(answer, None, visible, unchecked)
     if not parsed:
         answer = None
     if response.finish_reason == "length":
-        return Parsed(answer, "cut_at_max_tokens", visible)
+        return Parsed(answer, "cut_at_max_tokens", visible, unchecked)
     if not parsed:
         return Parsed(None, "refused" if looks_like_refusal(visible) else "unparseable", visible)
-    return Parsed(answer, "schema_invalid", visible)
+    return Parsed(answer, "schema_invalid", visible, unchecked)

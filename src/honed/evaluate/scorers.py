@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from honed.task.relations import norm_name, norm_relation
+
 INVALID = "INVALID"
 
 
@@ -129,7 +131,7 @@ def pick_report(
 
 def _norm_scalar(value: Any) -> str:
     if isinstance(value, str):
-        return " ".join(value.lower().split())
+        return norm_name(value)
     if isinstance(value, bool) or value is None:
         return json.dumps(value)
     if isinstance(value, float) and math.isfinite(value) and value.is_integer():
@@ -215,7 +217,7 @@ def _entity_names(value: Any, key: str, name_field: str) -> set[str]:
 def _triples(value: Any, key: str, fields: tuple[str, str, str]) -> set[tuple[str, str, str]]:
     src, rel, tgt = fields
     return {
-        (_norm_scalar(o[src]), "_".join(str(o[rel]).upper().split()), _norm_scalar(o[tgt]))
+        (_norm_scalar(o[src]), norm_relation(o[rel]), _norm_scalar(o[tgt]))
         for o in _objects(value, key)
         if all(o.get(f) is not None for f in fields)
     }
@@ -235,6 +237,7 @@ def extract_report(
     entity_name_field: str = "name",
     relationships_key: str | None = None,
     relationship_fields: tuple[str, str, str] = ("source", "relation", "target"),
+    unchecked: list[Any | None] | None = None,
 ) -> dict[str, Any]:
     """Scores of an extraction task: JSON and schema validity, exact match, field, record and entity/relation P/R/F1.
 
@@ -244,6 +247,10 @@ def extract_report(
     record only when all of it is right. `per_field` groups pairs by top-level key
     (expected or predicted); "macro_f1" is the mean of its F1s. Entities are compared by normalized name,
     relationships by (source, RELATION_UPPER_SNAKE, target), per item and summed.
+
+    `unchecked`: the answers as the model wrote them, before the relation check (`honed.task.relations`) turned
+    relationships round or dropped them; given, the report adds `relationship_unchecked_*` (the model's own
+    relationship scores) and the totals `relationships_flipped` and `relationships_dropped`.
     """
     n = len(expected)
     if not (len(predicted) == len(valid_json) == len(schema_valid) == n):
@@ -277,6 +284,14 @@ def extract_report(
         triples = [(_triples(e, relationships_key, relationship_fields),
                     _triples(p, relationships_key, relationship_fields)) for e, p in pairs]
         report |= _prefixed("relationship", _micro(*_set_counts(triples)))
+        if unchecked is not None:
+            raw = [(e, _triples(u, relationships_key, relationship_fields)) for (e, _), u in
+                   zip(triples, unchecked, strict=True)]
+            report |= _prefixed("relationship_unchecked", _micro(*_set_counts(raw)))
+            flipped = sum(len(c - u) for (_, c), (_, u) in zip(triples, raw, strict=True))
+            report["relationships_flipped"] = flipped
+            report["relationships_dropped"] = sum(len(u - c) for (_, c), (_, u) in zip(triples, raw, strict=True)
+                                                  ) - flipped
     if n == 0:  # no items: no score, rather than the 1.0 of "nothing expected, nothing predicted"
         report |= {k: None for k in report if k.endswith(("_precision", "_recall", "_f1"))}
     report["accuracy"] = report["exact_match"]

@@ -21,7 +21,7 @@ from honed.types import Response
 
 RATE_METRICS = ("accuracy", "valid_json_rate", "schema_valid_rate", "exact_match", "format_pass_rate",
                 "keyword_hit_rate")
-F1_METRICS = ("macro_f1", "field_f1", "record_f1", "entity_f1", "relationship_f1")
+F1_METRICS = ("macro_f1", "field_f1", "record_f1", "entity_f1", "relationship_f1", "relationship_unchecked_f1")
 
 
 @dataclass
@@ -45,6 +45,8 @@ class ItemRecord:
     schema_valid: bool = True
     constrained: bool = False
     """Decoded under the task's answer-space constraint (a grammar or logits processor), not free."""
+    unchecked_answer: Any = None
+    """Extraction: the answer as the model wrote it, where the relation check changed it (`answer` is checked)."""
 
 
 def item_keywords(task: Task, inputs: dict[str, Any]) -> list[str]:
@@ -80,12 +82,27 @@ def judge(task: Task, item: Item, repeat: int, resp: Response, cached: bool = Fa
         # JSON was produced unless nothing parseable came out (a cut answer may still have parsed)
         valid_json=parsed.cause not in ("unparseable", "refused", "empty_after_thinking", "error")
         and not (parsed.cause == "cut_at_max_tokens" and parsed.answer is None),
-        schema_valid=parsed.cause is None, constrained=constrained)
+        schema_valid=parsed.cause is None, constrained=constrained, unchecked_answer=parsed.unchecked)
 
 
 def _valid(r: ItemRecord) -> Any:
     """The answer where the output was valid (right or wrong); None where it was not an answer at all."""
     return r.answer if r.cause in (None, "wrong_answer") else None
+
+
+def extract_scores(task: Task, recs: Sequence[ItemRecord]) -> dict[str, Any]:
+    """`scorers.extract_report` of an extraction task's records, with the model's unchecked relationships too
+    when the task declares allowed triples."""
+    ex = task.spec.extract
+    assert ex is not None
+    predicted = [r.answer if r.valid_json else None for r in recs]
+    unchecked = None
+    if ex.allowed_relationships:
+        unchecked = [r.unchecked_answer if r.unchecked_answer is not None else p for r, p in zip(recs, predicted)]
+    return scorers.extract_report(
+        [r.expected for r in recs], predicted, [r.valid_json for r in recs], [r.schema_valid for r in recs],
+        entities_key=ex.entities_key, entity_name_field=ex.entity_name_field,
+        relationships_key=ex.relationships_key, relationship_fields=ex.relationship_fields, unchecked=unchecked)
 
 
 def _kind_report(task: Task, recs: Sequence[ItemRecord], keywords: Sequence[list[str]]) -> dict[str, Any]:
@@ -95,13 +112,7 @@ def _kind_report(task: Task, recs: Sequence[ItemRecord], keywords: Sequence[list
         assert task.spec.pick is not None
         return scorers.pick_report([r.expected for r in recs], [_valid(r) for r in recs], task.spec.pick.none_label)
     if task.kind == "extract":
-        ex = task.spec.extract
-        assert ex is not None
-        return scorers.extract_report(
-            [r.expected for r in recs], [r.answer if r.valid_json else None for r in recs],
-            [r.valid_json for r in recs], [r.schema_valid for r in recs],
-            entities_key=ex.entities_key, entity_name_field=ex.entity_name_field,
-            relationships_key=ex.relationships_key, relationship_fields=ex.relationship_fields)
+        return extract_scores(task, recs)
     assert task.spec.generate is not None
     rules = [(r.name, r.pattern, r.must_match) for r in task.spec.generate.rules]
     # the visible answer (thinking stripped), not the raw text

@@ -7,7 +7,8 @@ from typing import Any
 from honed.display import fmt, fmt_ci
 
 HEADLINE = ("accuracy", "macro_f1", "false_pick", "wrong_pick", "false_none", "valid_json_rate",
-            "schema_valid_rate", "exact_match", "record_f1", "field_f1", "entity_f1", "relationship_f1", "format_pass_rate",
+            "schema_valid_rate", "exact_match", "record_f1", "field_f1", "entity_f1", "relationship_f1",
+            "relationship_unchecked_f1", "relationships_flipped", "relationships_dropped", "format_pass_rate",
             "keyword_hit_rate")
 
 

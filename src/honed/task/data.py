@@ -12,6 +12,7 @@ import jsonschema
 
 from honed.data.reader import read_jsonl
 from honed.errors import DataError
+from honed.task.relations import first_violation
 from honed.task.spec import Task
 
 
@@ -54,6 +55,8 @@ def _check_expected(task: Task, item: Item, where: str) -> None:
             path = "/".join(str(p) for p in errors[0].path) or "(root)"
             raise DataError(f"{where}: expected answer does not satisfy the task's schema at {path}: "
                             f"{errors[0].message}")
+        if problem := first_violation(task.spec.extract, exp):
+            raise DataError(f"{where}: expected answer: {problem}")
     else:
         if exp is not None and not isinstance(exp, str):
             raise DataError(f"{where}: field {task.spec.data.expected_field!r} must be a string for a generate task")

@@ -15,6 +15,7 @@ import jsonschema
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from honed.errors import TaskError
+from honed.task.relations import MAX_ALLOWED_RELATIONSHIPS, norm_relation, schema_problem
 
 Kind = Literal["classify", "pick", "extract", "generate"]
 SPLITS = ("train", "val", "test")
@@ -97,6 +98,13 @@ class ExtractSpec(_Strict):
     """Key of the list of relationships, for relationship P/R/F1 over (source, relation, target)."""
     relationship_fields: tuple[str, str, str] = ("source", "relation", "target")
     """Fields of a relationship object, in (source, relation, target) order."""
+    entity_type_field: str = "type"
+    """Field of an entity that holds its type (read by `allowed_relationships`)."""
+    allowed_relationships: list[tuple[str, str, str]] = Field(default=[], max_length=MAX_ALLOWED_RELATIONSHIPS)
+    """(source entity type, RELATION, target entity type) triples: which entities each relation may join. Every
+    answer is checked against them (`honed.task.relations`): a relationship listed only the other way round is
+    turned round, one listed neither way is dropped; a relation with no triple listed is not checked. Every
+    expected answer in the data must satisfy them."""
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, populate_by_name=True)
 
@@ -104,7 +112,25 @@ class ExtractSpec(_Strict):
     def _one_schema(self) -> ExtractSpec:
         if (self.json_schema is None) == (self.schema_file is None):
             raise ValueError("give exactly one of `schema` (inline) or `schema_file`")
+        if self.allowed_relationships and not (self.entities_key and self.relationships_key):
+            raise ValueError("allowed_relationships needs `entities_key` (where the types are) and "
+                             "`relationships_key` (what is checked)")
+        seen: set[tuple[str, str, str]] = set()
+        for triple in self.allowed_relationships:
+            if triple in seen:
+                raise ValueError(f"allowed_relationships lists {list(triple)} twice")
+            seen.add(triple)
         return self
+
+    @property
+    def allowed_set(self) -> frozenset[tuple[str, str, str]]:
+        """The allowed triples, relations in upper snake case as answers are compared."""
+        return frozenset((s, norm_relation(r), t) for s, r, t in self.allowed_relationships)
+
+    @property
+    def checked_relations(self) -> frozenset[str]:
+        """The relations that have at least one allowed triple: only these are checked."""
+        return frozenset(r for _, r, _ in self.allowed_set)
 
 
 class FormatRule(_Strict):
@@ -388,6 +414,8 @@ def load_task(path: str | Path, prompt: str = "base") -> Task:
             jsonschema.validators.validator_for(task.schema).check_schema(task.schema)
         except jsonschema.SchemaError as exc:
             raise TaskError(f"{source}: [extract] schema is not a valid JSON Schema: {exc.message}") from None
+    if spec.extract is not None and (problem := schema_problem(spec.extract, task.schema)):
+        raise TaskError(f"{source}: {problem}")
     from honed.task.prompt import check_template
 
     check_template(task)

@@ -14,7 +14,7 @@ from typing import Any
 from honed.evaluate import scorers
 from honed.evaluate.document import EvalRun
 from honed.evaluate.output import FAILURE_CAUSES
-from honed.evaluate.scoring import ItemRecord, item_keywords
+from honed.evaluate.scoring import ItemRecord, extract_scores, item_keywords
 from honed.exporting.docs.markdown import cut
 from honed.task.data import Item
 from honed.task.spec import Task
@@ -51,15 +51,10 @@ def top_confusions(conf: dict[str, Any], n: int = 3) -> list[tuple[str, str, int
 def kind_detail(task: Task, records: list[ItemRecord], items: dict[str, Item]) -> dict[str, Any]:
     """What stands in for a confusion matrix: per-field scores (extract), per-rule pass rates (generate)."""
     if task.kind == "extract":
-        ex = task.spec.extract
-        assert ex is not None
-        rep = scorers.extract_report(
-            [r.expected for r in records], [r.answer if r.valid_json else None for r in records],
-            [r.valid_json for r in records], [r.schema_valid for r in records],
-            entities_key=ex.entities_key, entity_name_field=ex.entity_name_field,
-            relationships_key=ex.relationships_key, relationship_fields=ex.relationship_fields)
-        return {"rates": {k: rep.get(k) for k in ("valid_json_rate", "schema_valid_rate", "exact_match",
-                                                  "record_f1", "field_f1", "entity_f1", "relationship_f1")},
+        rep = extract_scores(task, records)
+        shown = ("valid_json_rate", "schema_valid_rate", "exact_match", "record_f1", "field_f1", "entity_f1",
+                 "relationship_f1") + (("relationship_unchecked_f1",) if "relationship_unchecked_f1" in rep else ())
+        return {"rates": {k: rep.get(k) for k in shown},
                 "per_field": rep.get("per_field") or {}}
     if task.kind == "generate":
         assert task.spec.generate is not None

@@ -64,6 +64,7 @@ def _does_section(task: Task, manifest: Manifest) -> list[str]:
     elif task.kind == "extract":
         out += ["It answers with one JSON object that satisfies this schema (from `task/`):", "",
                 fence(json.dumps(task.schema, ensure_ascii=False, indent=2), "json")]
+        out += _relations_lines(task)
     elif task.spec.generate:
         out += ["It writes text that must pass these format rules (regular expressions):", ""]
         out += [f"- `{r.name}`: `{r.pattern}`" + ("" if r.must_match else " must NOT match")
@@ -98,6 +99,26 @@ def _does_section(task: Task, manifest: Manifest) -> list[str]:
     out += ["- It is not a chat assistant: any other instruction or prompt wording is outside what was measured.",
             "- It was not tested on inputs unlike the test set (other languages, much longer texts).", ""]
     return out
+
+
+def _relations_lines(task: Task) -> list[str]:
+    """How answers' relationships are checked against the task's allowed triples, and what a client that calls
+    the model without honed must do to get the measured answers."""
+    ex = task.spec.extract
+    if ex is None or not ex.allowed_relationships:
+        return []
+    by_rel: dict[str, list[str]] = {}
+    for source, rel, target in ex.allowed_relationships:
+        by_rel.setdefault(rel, []).append(f"{source} → {target}")
+    lines = ["", f"Its relationships are checked against the task's {len(ex.allowed_relationships)} allowed "
+            "(source type, relation, target type) triples (`[extract] allowed_relationships`), by the entity types "
+            "of the same answer: a relationship listed only the other way round is turned round (source and target "
+            "swapped), one listed neither way is dropped; a relation with no triple, or an end the answer does not "
+            "type, is left as written. honed applies this when it parses an answer (`honed serve`, `honed eval`, "
+            "every figure in benchmarks.md); a client that calls the GGUF directly (Ollama, llama.cpp) gets the "
+            "model's unchecked JSON: apply the same rule, or expect the `relationship_unchecked_f1` of "
+            "benchmarks.md instead of `relationship_f1`.", ""]
+    return lines + [f"- `{rel}`: " + ", ".join(pairs) for rel, pairs in by_rel.items()]
 
 
 def _prompt_section(task: Task, tpl: Any, manifest: Manifest) -> list[str]:
