@@ -45,6 +45,22 @@ def test_acceptance_minimum_also_applies_when_f16_clears_it() -> None:
     assert choose_rung(_rungs(0.50, 0.50, 0.49), SIZES, 0.02, min_value=0.8)[0] == "Q4_K_M"
 
 
+def test_a_rung_below_one_of_the_tasks_other_bars_is_passed_over_when_f16_meets_it() -> None:
+    # examples/extract's export on 2026-12-07: Q4_K_M kept record F1 within reach but lost the relationships
+    rungs = _rungs(0.871, 0.877, 0.860)
+    for r, rel in zip(rungs, (0.697, 0.687, 0.567), strict=True):
+        r["bars"] = {"relationship_f1": rel, "valid_json_rate": 1.0}
+    bars = {"relationship_f1": 0.60, "valid_json_rate": 1.0}
+    quant, why = choose_rung(rungs, SIZES, 0.02, min_value=0.72, bars=bars)
+    assert quant == "Q8_0"
+    assert "Q4_K_M (relationship_f1 0.567 below the task's bar 0.600)" in why
+    assert "meeting the task's bars on relationship_f1, valid_json_rate" in why
+    assert choose_rung(rungs, SIZES, 0.02, min_value=0.72)[0] == "Q4_K_M"  # without the bars: the primary alone
+    # a bar F16 itself misses (a forced export) cannot be met by any rung: it does not decide
+    rungs[0]["bars"]["relationship_f1"] = 0.55
+    assert choose_rung(rungs, SIZES, 0.02, min_value=0.72, bars=bars)[0] == "Q4_K_M"
+
+
 def _rec(i: str, answer: object, text: str = "") -> ItemRecord:
     return ItemRecord(id=i, repeat=0, expected=None, answer=answer, correct=False, cause=None, text=text,
                       finish_reason="stop", latency_s=0.1, ttft_s=None, prompt_tokens=1, completion_tokens=1,
@@ -66,6 +82,11 @@ def test_ladder_markdown_marks_the_recommended_rung() -> None:
     md = ladder_markdown(ladder, "macro_f1")
     assert "| Q8_0 **(recommended)** | 0.900 | — |" in md and "| F16 | 0.900 | [0.800, 1.000] |" in md
     assert "100%" in md
+    for r, rel in zip(ladder["rungs"], (0.7, 0.55), strict=True):  # the task's min_metrics get a column each
+        r["bars"] = {"relationship_f1": rel}
+    md = ladder_markdown(ladder, "record_f1")
+    assert "| rung | record_f1 | 95% CI | relationship_f1 | P50 ms |" in md and "|---" * 9 + "|" in md
+    assert "| Q8_0 **(recommended)** | 0.900 | — | 0.550 | 80.0 |" in md
 
 
 BOUND = {"adapter_sha256": "a" * 64, "test_items_sha256": "t" * 64}

@@ -63,13 +63,15 @@ def agreement(records: list[ItemRecord], reference: list[ItemRecord]) -> tuple[i
 
 
 def choose_rung(rungs: list[dict[str, Any]], sizes: dict[str, float], tolerance: float,
-                min_value: float | None = None) -> tuple[str, str]:
+                min_value: float | None = None, bars: dict[str, float] | None = None) -> tuple[str, str]:
     """(quant, why): the smallest rung whose primary metric is within `tolerance` (absolute) of F16's and, when
-    F16 itself clears it, not below the acceptance `min_value`."""
+    F16 itself clears it, not below the acceptance `min_value`; nor below any of the task's other `bars`
+    (`[acceptance] min_metrics`, each rung's values in its `bars`) that F16 clears."""
     f16 = next(r for r in rungs if r["quant"] == "F16")
     ref = f16["metric"] or 0.0
     floor = ref - tolerance - 1e-12
     use_min = min_value is not None and ref >= min_value
+    held = {m: bar for m, bar in (bars or {}).items() if (f16.get("bars", {}).get(m) or 0.0) >= bar - 1e-12}
     rejected = []
     for r in sorted(rungs, key=lambda r: sizes[r["quant"]]):
         v = r["metric"] or 0.0
@@ -79,9 +81,16 @@ def choose_rung(rungs: list[dict[str, Any]], sizes: dict[str, float], tolerance:
         if use_min and v < min_value - 1e-12:  # type: ignore[operator]
             rejected.append(f"{r['quant']} ({v:.3f}: below the acceptance minimum {min_value:.3f})")
             continue
+        below = [(m, r.get("bars", {}).get(m) or 0.0, bar) for m, bar in held.items()
+                 if (r.get("bars", {}).get(m) or 0.0) < bar - 1e-12]
+        if below:
+            rejected.append(f"{r['quant']} (" + ", ".join(f"{m} {x:.3f} below the task's bar {bar:.3f}"
+                                                            for m, x, bar in below) + ")")
+            continue
         why = (f"{r['quant']} is the smallest rung ({sizes[r['quant']]:.0f} MiB) whose score ({v:.3f}) stays within "
                f"{tolerance:g} of F16's ({ref:.3f})" + (f" and above the acceptance minimum {min_value:.3f}"
-                                                       if use_min else ""))
+                                                       if use_min else "")
+               + (f", meeting the task's bars on {', '.join(held)}" if held else ""))
         if rejected:
             why += "; smaller rungs lost too much: " + ", ".join(rejected)
         return r["quant"], why
@@ -102,6 +111,7 @@ def measure_ladder(task: Task, rungs: list[RungFile], merged_dir: Path, n_anchor
     merged = run_arms(task, [ArmSpec(model=str(merged_dir), backend="transformers", label="merged")],
                       limit=n_anchors, quiet=True)[0]
     metric = task.primary_metric
+    bars = task.spec.acceptance.min_metrics
     docs: list[dict[str, Any]] = []
     extras: dict[str, Any] = {}
     for rung in rungs:
@@ -116,12 +126,13 @@ def measure_ladder(task: Task, rungs: list[RungFile], merged_dir: Path, n_anchor
             "peak_memory_mb": d.peak_memory_mb,
             "cost_per_1k": round(local_cost_per_1k(hw, mean_s), 6) if mean_s > 0 else None,
             "agreement_with_merged": round(same / n, 4) if n else None, "eval_run_dir": str(run.run_dir),
+            **({"bars": {m: d.metrics.get(m) for m in bars}} if bars else {}),
         })
         extras[rung.quant] = {"size_mb": round(rung.size_mb, 1), "agreement": {"same": same, "of": n},
                               "hardware": task.spec.bakeoff.hardware, "n_items": d.n_items,
                               "failures": d.failures}
     sizes = {r.quant: r.size_mb for r in rungs}
-    recommended, why = choose_rung(docs, sizes, tolerance, min_value)
+    recommended, why = choose_rung(docs, sizes, tolerance, min_value, bars)
     ladder = {"rungs": docs, "recommended": recommended, "why": why, "tolerance": tolerance}
     extras["merged"] = {"eval_run_dir": str(merged.run_dir), "n_items": merged.document.n_items,
                         "metric": merged.document.metrics.get(metric)}
@@ -133,13 +144,15 @@ def ladder_markdown(ladder: dict[str, Any], metric: str) -> str:
     def f(v: Any, nd: int = 3) -> str:
         return fmt(v, nd, missing="—")
 
-    lines = [f"| rung | {metric} | 95% CI | P50 ms | P95 ms | peak MB | $/1K | agrees with merged |",
-             "|---|---|---|---|---|---|---|---|"]
+    barred = list(ladder["rungs"][0].get("bars", {})) if ladder["rungs"] else []  # the task's min_metrics
+    lines = [f"| rung | {metric} | 95% CI | " + "".join(f"{m} | " for m in barred)
+             + "P50 ms | P95 ms | peak MB | $/1K | agrees with merged |", "|---" * (8 + len(barred)) + "|"]
     for r in ladder["rungs"]:
         ci, agree = r["ci"], r["agreement_with_merged"]
         mark = " **(recommended)**" if r["quant"] == ladder["recommended"] else ""
         lines.append(f"| {r['quant']}{mark} | {f(r['metric'])} | "
-                     f"{fmt_ci(ci, missing='—')} | {f(r['p50_ms'], 1)} | "
+                     f"{fmt_ci(ci, missing='—')} | " + "".join(f"{f(r['bars'].get(m))} | " for m in barred)
+                     + f"{f(r['p50_ms'], 1)} | "
                      f"{f(r['p95_ms'], 1)} | {f(r['peak_memory_mb'], 0)} | {f(r['cost_per_1k'], 4)} | "
                      f"{'—' if agree is None else format(agree, '.0%')} |")
     return "\n".join(lines) + f"\n\nRecommended: **{ladder['recommended']}** — {ladder['why']}.\n"
