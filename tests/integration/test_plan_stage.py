@@ -41,3 +41,34 @@ def test_the_api_and_the_command_give_the_same_plan(tmp_path: Path) -> None:
                                       "--json", str(out)])
     assert result.exit_code == 0, result.output
     assert json.loads(out.read_text()) == json.loads(json.dumps(p.to_dict()))
+
+
+def test_honed_plan_shows_the_settings_honed_tune_would_run(tiny_model: object) -> None:
+    """One set of rules: on examples/extract (tuned prompt, entity swaps, JSON answers) the plan's rank, targets,
+    learning rate, epochs, max length, adapted layers and swaps are the ones tune resolves for the same model."""
+    import honed
+    from honed.data.augment import swap_entities
+    from honed.task.chat import from_tokenizer
+    from honed.task.data import load_items
+    from honed.task.spec import load_task
+    from honed.train.config import TuneConfig
+    from honed.train.loading import load_base
+    from honed.train.plan_defaults import plan_swaps, resolve_settings
+    from tests.conftest import EXAMPLES
+
+    model = str(tiny_model.hf)  # type: ignore[attr-defined]
+    task = load_task(EXAMPLES / "extract").with_prompt("tuned")
+    items = load_items(task, "train")
+    config = TuneConfig(model=model, force=True)
+    loaded = load_base(model)
+    copies, _ = plan_swaps(task, config, len(items))
+    swapped = swap_entities(task, items, copies, seed=0)
+    settings, _, _ = resolve_settings(task, config, loaded, items, from_tokenizer(loaded.tokenizer), swapped)
+
+    plan = honed.plan(EXAMPLES / "extract", model).training
+    assert copies == plan.entity_swaps.value == 4  # 80 sentences, under 400: four swapped copies each
+    assert (plan.rank.value, plan.learning_rate.value, plan.epochs.value, plan.max_length.value) == (
+        settings["rank"], settings["learning_rate"], settings["epochs"], settings["max_length"])
+    assert plan.top_layers.value == settings["top_layers"] is None  # JSON answers: every layer, on a CPU
+    assert plan.target_modules.value == settings["target_modules"]
+    assert plan.epochs.value == 2.0  # 10 passes over each sentence, spread over its 5 versions

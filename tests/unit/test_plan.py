@@ -156,11 +156,13 @@ def test_tiny_model_tiny_data_on_cpu() -> None:
     plan = plan_training(arch("smollm2-135m"), token_lengths=[(60, 4)] * 64, memory_bytes=24 * 10**9)
     assert plan.method.value == "lora" and plan.precision.value == "fp32" and "CUDA" in plan.method.reason
     assert plan.rank.value == 8 and plan.alpha.value == 16 and plan.target_modules.value == list(LORA_MODULES)
-    assert plan.learning_rate.value == 1e-3 and "collapsed" in plan.learning_rate.reason
-    assert plan.epochs.value == 8 and "early stopping" in plan.epochs.reason  # 64 steps at 8 per epoch
+    assert plan.learning_rate.value == 1e-3 and "measured on the demo task" in plan.learning_rate.reason
+    assert plan.epochs.value == 10 and "early stopping" in plan.epochs.reason
     assert plan.micro_batch.value * plan.grad_accum.value == 8
     assert plan.gradient_checkpointing.value is False and plan.fit == "fits"
-    assert plan.max_length.value == 64 and plan.trainable_params == 2_442_240
+    # 4-token answers on a CPU: the upper 15 of 30 layers, half the adapter of every layer's 2,442,240
+    assert plan.top_layers.value == 15 and plan.trainable_params == 2_442_240 // 2
+    assert plan.max_length.value == 128 and plan.entity_swaps.value == 0  # 60 + 4 + 8, a multiple of 64
     assert all(c.reason for _, c in plan.choices())
 
 
@@ -169,7 +171,9 @@ def test_seed_000_setting_gets_the_gentle_recipe() -> None:
     plan = plan_training(arch("llama-3.2-3b"), token_lengths=[(700, 3)] * 542, device=find_gpu("rtx-4060-8gb"))
     assert plan.method.value == "qlora" and "Seed 001" in plan.method.reason
     assert plan.rank.value == 8 and plan.target_modules.value == ["q_proj", "k_proj", "v_proj", "o_proj"]
-    assert plan.learning_rate.value == 5e-5 and plan.epochs.value == 1 and plan.gradient_checkpointing.value
+    assert plan.learning_rate.value == 5e-5 and "seed 000" in plan.learning_rate.reason
+    assert plan.epochs.value == 3 and plan.gradient_checkpointing.value
+    assert plan.top_layers.value is None  # every layer on a GPU
     # and its 8B did not fit even in 4-bit
     eight = plan_training(arch("llama-3-8b"), token_lengths=[(700, 3)] * 542, device=find_gpu("rtx-4060-8gb"))
     assert eight.fit == "does not fit"
@@ -179,7 +183,8 @@ def test_seed_001_setting_on_rdna() -> None:
     long = [(700, 1275)] * 63
     plan = plan_training(arch("qwen3-4b"), token_lengths=long, device=find_gpu("rx-9070xt-16gb"))
     assert plan.method.value == "lora" and plan.rank.value == 16 and plan.learning_rate.value == 5e-5
-    assert plan.max_length.value == 1976 and plan.gradient_checkpointing.value  # 1275 + 700, never cut
+    assert "seed 001" in plan.rank.reason
+    assert plan.max_length.value == 1984 and plan.gradient_checkpointing.value  # 1275 + 700 + 8, never cut
     assert all(o.method == "lora" for o in plan.options) and any("HQQ" in n for n in plan.notes)
     with pytest.raises(UserError, match="no CUDA"):
         plan_training(arch("qwen3-4b"), token_lengths=long, device=find_gpu("rx-9070xt-16gb"), method="qlora")
@@ -189,8 +194,9 @@ def test_seed_001_setting_on_rdna() -> None:
 
 def test_big_data_defaults() -> None:
     plan = plan_training(arch("qwen2.5-0.5b"), token_lengths=[(100, 10)] * 10_000, device=find_gpu("a100-80gb"))
-    assert plan.rank.value == 16 and plan.epochs.value == 2 and plan.dropout.value == 0.0
-    assert plan.micro_batch.value * plan.grad_accum.value == 32 and plan.learning_rate.value == 2e-4
+    assert plan.rank.value == 16 and plan.epochs.value == 2 and plan.dropout.value == 0.05
+    # what `honed tune` runs unless told otherwise: [tune] batch_size 8 × grad_accum 1, 5e-4 under 1B
+    assert plan.micro_batch.value * plan.grad_accum.value == 8 and plan.learning_rate.value == 5e-4
 
 
 def test_max_length_never_cuts_completions() -> None:

@@ -72,7 +72,7 @@ def plan_command(
     choices.add_column("why", ratio=1)
     for name, c in plan.choices():
         value = ", ".join(c.value) if isinstance(c.value, list) else f"{c.value:g}" if isinstance(c.value, float) \
-            else str(c.value)
+            else "every layer" if name == "top_layers" and c.value is None else str(c.value)
         choices.add_row(name, value, escape(c.reason))
     out.print(choices)
     for note in plan.notes:

@@ -1,7 +1,9 @@
 """The planner: memory for training and serving, and the hyperparameters to start from, each with its reason.
 
 Pure functions. `plan_training` takes a `ModelArch`, the token lengths of the task's training examples and a
-device; `plan_serving` takes a `ModelArch` and a context size. Nothing is loaded, nothing is read.
+device; `plan_serving` takes a `ModelArch` and a context size. Nothing is loaded, nothing is read. The
+hyperparameters (rank, targets, learning rate, epochs, max length, adapted layers) are `honed tune`'s own rules
+(`honed.train.plan_defaults`), so the plan shows what a tune would run; this module adds the memory.
 
 The memory model is structural (it counts what autograd keeps per token and per layer) with a few constants
 measured, not guessed: on this project's 2-core CPU machine (SmolLM2-135M, fp32, torch 2.13) and on an H100
@@ -24,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from honed.errors import UserError
-from honed.train.arch import ATTENTION_MODULES, LORA_MODULES, ModelArch
+from honed.train.arch import ModelArch
 from honed.train.gpus import GpuSpec
 from honed.train.quant_mix import weights_bytes
 
@@ -194,6 +196,10 @@ class Plan:
     epochs: Choice
     early_stopping_patience: Choice
     max_length: Choice
+    top_layers: Choice
+    """The upper layers LoRA adapts (None: every layer)."""
+    entity_swaps: Choice
+    """Swapped copies per training example (extraction tasks with few examples)."""
     trainable_params: int
     memory: TrainMemory
     fit: str  # fits | tight | does not fit | unknown
@@ -203,7 +209,8 @@ class Plan:
     skipped_examples: int = 0
 
     CHOICES = ("method", "precision", "gradient_checkpointing", "micro_batch", "grad_accum", "rank", "alpha",
-               "dropout", "target_modules", "learning_rate", "epochs", "early_stopping_patience", "max_length")
+               "dropout", "target_modules", "top_layers", "learning_rate", "epochs", "entity_swaps",
+               "early_stopping_patience", "max_length")
 
     def choices(self) -> list[tuple[str, Choice]]:
         return [(name, getattr(self, name)) for name in self.CHOICES]
@@ -225,64 +232,15 @@ def _gb(n: int) -> str:
     return f"{n / 1e9:.1f} GB"
 
 
-def _rank(arch: ModelArch, n: int, lengths: LengthStats, half: bool) -> tuple[Choice, bool]:
-    """(rank, long answers?): capacity follows the data and the size of what is learned."""
-    long_out = lengths.completion_p50 >= 128
-    if n >= 20_000 and long_out:
-        return Choice(32, f"{n} examples with long answers (median {lengths.completion_p50} tokens): seed 004 "
-                          "keeps r=32 for complex generation with 10k+ diverse examples"), long_out
-    if n >= 5_000:
-        return Choice(16, f"{n} examples: seed 004's general default for 5k–50k examples"), long_out
-    if long_out:
-        why = ("seed 001 learned long formatted answers with r=32 on 63 examples in bf16; r=16 keeps that "
-               "capacity at half the adapter")
-        return Choice(16, f"long answers (median {lengths.completion_p50} tokens) need capacity: {why}"
-                      + ("" if half else "; it is cheap at this model size")), long_out
-    return Choice(8, f"short answers (median {lengths.completion_p50} tokens) and {n} examples: r=8 (seed 004 for "
-                     "classification under 5k examples; SmolLM2 learned 16/16 at r=8 here). Seed 000's r=16 on "
-                     "all projections collapsed a 3B model on 542 such examples"), long_out
-
-
-def _learning_rate(arch: ModelArch, n: int) -> Choice:
-    p = arch.n_params
-    if p < 300e6:
-        return Choice(1e-3, f"a {p / 1e6:.0f}M model barely moves at the usual rates: SmolLM2-135M at TRL's "
-                            "default collapsed onto one label after 1 epoch; at 5e-4 the demo task's val macro-F1 "
-                            "was still rising when an 8-minute budget ended (measured here)")
-    if p < 2e9:
-        return Choice(2e-4, f"{p / 1e9:.1f}B parameters: the top of seed 004's 1e-4–2e-4, which small models "
-                            "tolerate (Qwen2.5-0.5B learned in 1 epoch here)")
-    if p < 10e9:
-        if n < 1_000:
-            return Choice(5e-5, f"{p / 1e9:.1f}B parameters and only {n} examples: seed 000 collapsed a 3B at 2e-4 "
-                                "on 542 examples and asked for 5e-5; seed 001's 4B learned at 5e-5 on 63")
-        return Choice(1e-4, f"{p / 1e9:.1f}B parameters, {n} examples: the low end of seed 004's 1e-4–2e-4 for 7B")
-    return Choice(5e-5, f"{p / 1e9:.0f}B parameters: seed 004's 5e-5–1e-4 for 14B, low end")
-
-
-def _epochs(arch: ModelArch, n: int, effective_batch: int) -> Choice:
-    steps = math.ceil(n / effective_batch)
-    if n >= 5_000:
-        return Choice(2, f"{n} examples: seed 004's 1–2 epochs for 5k+ examples")
-    # Tiny models need more optimizer steps to move at all (SmolLM2: 8 steps collapsed, 64 learned); bigger
-    # ones learn sooner (Qwen2.5-0.5B in 8 steps, seed 001's 4B in ~40).
-    target = 64 if arch.n_params < 300e6 else 32 if arch.n_params < 2e9 else 24
-    cap = 10 if n < 1_000 else 3
-    epochs = max(1, min(cap, math.ceil(target / steps)))
-    return Choice(epochs, f"a ceiling, not a target: ~{target} optimizer steps for a {arch.n_params / 1e9:.2g}B "
-                          f"model at {steps} steps per epoch, capped at {cap}. The val metric is measured every "
-                          "epoch and early stopping keeps the best checkpoint, so seed 004's \"1–2 epochs\" "
-                          "(5k+ examples) and its V2 overfit (4 epochs, last checkpoint shipped) both hold")
-
-
 def _max_length(lengths: LengthStats, token_lengths: Sequence[tuple[int, int]], context: int
                 ) -> tuple[Choice, int, int]:
-    need = lengths.completion_max + lengths.prompt_p95
-    value = min(context, -(-need // 8) * 8)  # a multiple of 8, within the model's context
+    from honed.train.plan_defaults import choose_max_length
+
+    need, why = choose_max_length(lengths.prompt_p95, lengths.completion_max)
+    value = min(context, need)
     truncated = sum(1 for p, c in token_lengths if c < value < p + c)
     skipped = sum(1 for _, c in token_lengths if c >= value)
-    why = (f"longest answer ({lengths.completion_max}) + 95th-percentile prompt ({lengths.prompt_p95}) tokens: "
-           "completions are never cut (seed 001's truncated completions taught truncated output)")
+    why += " (seed 001's truncated completions taught truncated output)"
     if value < need:
         why += f"; capped at the model's context ({context})"
     if truncated:
@@ -294,12 +252,25 @@ def _max_length(lengths: LengthStats, token_lengths: Sequence[tuple[int, int]], 
 
 def plan_training(arch: ModelArch, *, token_lengths: Sequence[tuple[int, int]], n_examples: int | None = None,
                   device: GpuSpec | Literal["cpu"] = "cpu", method: Method = "auto",
-                  memory_bytes: int | None = None, model_name: str | None = None) -> Plan:
+                  memory_bytes: int | None = None, model_name: str | None = None,
+                  swaps: tuple[int, str] = (0, "none")) -> Plan:
     """Plan a LoRA/QLoRA fine-tune of `arch` on examples of these (prompt, completion) token lengths.
 
-    `memory_bytes` is the device's memory (default: the GPU preset's; for "cpu" the caller passes the RAM, or
-    None when unknown). Raises UserError where the method cannot run on the device (QLoRA without CUDA).
+    The hyperparameters are the ones `honed tune` would choose (`honed.train.plan_defaults`: one set of rules);
+    `swaps` is tune's entity-swap plan for the task, (copies per example, why). `memory_bytes` is the device's
+    memory (default: the GPU preset's; for "cpu" the caller passes the RAM, or None when unknown). Raises
+    UserError where the method cannot run on the device (QLoRA without CUDA).
     """
+    from honed.train.config import TuneConfig
+    from honed.train.plan_defaults import (
+        choose_epochs,
+        choose_learning_rate,
+        choose_rank,
+        choose_targets,
+        plan_top_layers,
+    )
+
+    defaults = TuneConfig()
     on_gpu = device != "cpu"
     gpu = device if isinstance(device, GpuSpec) else None
     memory = memory_bytes if memory_bytes is not None else (gpu.memory_bytes if gpu else None)
@@ -311,25 +282,17 @@ def plan_training(arch: ModelArch, *, token_lengths: Sequence[tuple[int, int]], 
                         "HQQ on AMD RDNA 4, which honed does not drive); use --method lora")
     half = "bf16" if gpu is None or gpu.bf16 else "fp16"
     precision = half if on_gpu else "fp32"
-    rank, long_out = _rank(arch, n, lengths, on_gpu)
-    if arch.n_params >= 2e9 and n < 1_000 and not long_out:
-        targets = Choice(list(ATTENTION_MODULES), f"a {arch.n_params / 1e9:.1f}B model, {n} examples, short "
-                         "answers: attention only — seed 000's post-mortem (all 7 projections at r=16 overwrote "
-                         "a 3B model) and seed 004's standard set")
-    else:
-        targets = Choice(list(LORA_MODULES), "all 7 projections: seed 001's 4B and SmolLM2 here learned with them; "
-                         "seed 004: the MLP projections add capacity for richer outputs")
-    with_drop = layer_activation_elems(arch, targets.value, rank.value, 0.05)
+    rank = Choice(*choose_rank(n, arch.n_params, lengths.completion_p50))
+    targets = Choice(*choose_targets(arch.n_params, n))
+    with_drop = layer_activation_elems(arch, targets.value, rank.value, defaults.dropout)
     no_drop = layer_activation_elems(arch, targets.value, rank.value, 0.0)
-    if n < 5_000:
-        dropout = Choice(0.05, f"{n} examples: a little regularization, as seeds 000 and 001 used; it costs "
-                               f"{with_drop / no_drop - 1:.0%} more block activations (each adapter keeps its "
-                               "dropped input and mask)")
-    else:
-        dropout = Choice(0.0, f"{n} examples regularize by themselves; dropout would cost "
-                              f"{with_drop / no_drop - 1:.0%} more block activations")
+    dropout = Choice(defaults.dropout, "a little regularization, as seeds 000 and 001 used; it costs "
+                                       f"{with_drop / no_drop - 1:.0%} more block activations (each adapter keeps "
+                                       "its dropped input and mask)")
     max_len, truncated, skipped = _max_length(lengths, token_lengths, arch.context_length)
-    effective = 8 if n < 1_000 else 16 if n < 5_000 else 32
+    effective = defaults.batch_size * defaults.grad_accum
+    copies, swaps_why = swaps
+    top, top_why = plan_top_layers(arch.n_layers, on_gpu, lengths.completion_p50)
 
     modes: list[tuple[str, str, bool]] = []
     if method in ("auto", "lora"):
@@ -390,9 +353,11 @@ def plan_training(arch: ModelArch, *, token_lengths: Sequence[tuple[int, int]], 
     micro_c = Choice(chosen.micro_batch, f"the largest of {'/'.join(map(str, micro_sizes))} whose peak fits "
                                          f"(every sequence padded to {max_len.value} tokens: a worst case)")
     accum_c = Choice(effective // chosen.micro_batch,
-                     f"effective batch {effective}: seeds 000 and 001 used 8 on tens to hundreds of examples, seed "
-                     "004 32–64 on thousands; small data needs enough optimizer steps per epoch")
+                     f"effective batch {effective} (`[tune] batch_size` × `grad_accum`): seeds 000 and 001 used 8 "
+                     "on tens to hundreds of examples, seed 004 32–64 on thousands (set them for that much data)")
     trainable = arch.lora_params(rank.value, targets.value)
+    if top:
+        trainable = trainable * top // arch.n_layers  # the same modules, in the top layers only
     notes = [f"{trainable:,} trainable parameters, {100 * trainable / arch.n_params:.2f}% of {arch.n_params:,}"]
     if n < 200:
         notes.append(f"only {n} training examples: seed 004 calls 500 a floor, SmolLM2 learned from 64 here; the "
@@ -404,10 +369,12 @@ def plan_training(arch: ModelArch, *, token_lengths: Sequence[tuple[int, int]], 
         device=gpu.name if gpu else "cpu", memory_bytes=memory, lengths=lengths, method=method_c,
         precision=precision_c, gradient_checkpointing=ckpt_c, micro_batch=micro_c, grad_accum=accum_c, rank=rank,
         alpha=Choice(2 * rank.value, "alpha = 2 × rank (scale 2), the convention of seeds 000, 001 and 004"),
-        dropout=dropout, target_modules=targets, learning_rate=_learning_rate(arch, n),
-        epochs=_epochs(arch, n, effective),
-        early_stopping_patience=Choice(2, "stop after 2 evaluations without a better val metric; the best "
-                                          "checkpoint by val metric, never by train loss (seeds 000, 004)"),
+        dropout=dropout, target_modules=targets, learning_rate=Choice(*choose_learning_rate(arch.n_params, n)),
+        epochs=Choice(*choose_epochs(n, 1 + copies)),
+        early_stopping_patience=Choice(defaults.patience, f"stop after {defaults.patience} val passes without a "
+                                       "better val metric, once the learning rate has decayed; the best checkpoint "
+                                       "by val metric, never by train loss (seeds 000, 004)"),
+        top_layers=Choice(top, top_why), entity_swaps=Choice(copies, swaps_why),
         max_length=max_len, trainable_params=trainable, memory=chosen, fit=fit, options=options, notes=notes,
         truncated_prompts=truncated, skipped_examples=skipped)
 

@@ -16,6 +16,7 @@ from honed.errors import UserError
 from honed.task.chat import ChatFormat
 from honed.task.data import Item
 from honed.task.spec import Task
+from honed.train.arch import ATTENTION_MODULES, LORA_MODULES
 from honed.train.config import TuneConfig
 from honed.train.dataset import encode
 
@@ -23,7 +24,6 @@ SHORT_ANSWER = 8
 """Answers this short (median completion tokens, terminator included: a label, a choice) are learned in the upper
 half of the layers on a CPU; longer ones (a JSON record) get every layer. Measured at both ends: 3 tokens on the
 demo task, 103 on examples/extract (see the top_layers reasons); between them capacity comes first."""
-ALL_PROJ = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
 def _present(model: Any, names: list[str]) -> list[str]:
@@ -88,6 +88,82 @@ def plan_top_layers(n_layers: int, on_gpu: bool, answer_median: float, configure
     return top, why
 
 
+# --- the rules: pure functions of the data and the model's size, shared by `honed tune` and `honed plan` ---------
+
+def choose_max_length(prompt_p95: int, longest_completion: int) -> tuple[int, str]:
+    """(max_length, why): room for the longest answer after a 95th-percentile prompt, a multiple of 64."""
+    value = int(math.ceil((prompt_p95 + longest_completion + 8) / 64) * 64)
+    return value, (f"{value}: the 95th-percentile prompt ({prompt_p95} tokens) plus the longest completion "
+                   f"({longest_completion}); completions are never cut, longer prompts are middle-truncated")
+
+
+def choose_targets(n_params: int, n: int) -> tuple[list[str], str]:
+    """(projection names LoRA adapts, why); the caller keeps those the model has."""
+    if n_params < 1.5e9:
+        return list(LORA_MODULES), "all linear projections: a model this small needs the capacity"
+    if n >= 1000:
+        return list(LORA_MODULES), "all projections: enough data to support them"
+    return list(ATTENTION_MODULES), ("attention only: seed 000's r=16 on all 7 modules of a 3B model with 542 examples "
+                                  "overwrote the model (NONE to everything)")
+
+
+LONG_ANSWER = 128
+"""Answers this long (median tokens) are formatted text to generate, not a label or a record: they get rank 16."""
+
+
+def choose_rank(n: int, n_params: int, answer_median: float) -> tuple[int, str]:
+    """(LoRA rank, why): capacity follows the amount of data and the size of what is learned."""
+    long = answer_median >= LONG_ANSWER
+    if n >= 20_000 and long:
+        return 32, (f"r=32: {n} examples with long answers (median {answer_median:g} tokens): seed 004 keeps r=32 "
+                    "for complex generation with 10k+ diverse examples")
+    if n >= 5_000:
+        return 16, f"r=16: {n} examples: seed 004's general default for 5k–50k examples"
+    if long:
+        return 16, (f"r=16: long answers (median {answer_median:g} tokens) need capacity: seed 001 learned long "
+                    "formatted answers with r=32 on 63 examples in bf16; r=16 keeps that capacity at half the adapter")
+    rank = 8 if n < 300 or n_params >= 1.5e9 else 16
+    return rank, (f"r={rank}: {n} examples; small data gets a small rank (seed 000: r=16 with 542 examples "
+                  "collapsed a 3B model), a small model in full precision can afford r=16 with more data (seed 001)")
+
+
+def choose_learning_rate(n_params: int, n: int, *, dpo: bool = False) -> tuple[float, str]:
+    """(peak learning rate, why) for LoRA on a model of `n_params` with `n` examples; DPO takes a fifth."""
+    if n_params < 3e8:
+        lr, why = 1e-3, ("1e-3: a model under 300M with LoRA learns a narrow task in a few epochs only at a high rate "
+                         "(measured on the demo task, SmolLM2-135M: at 5e-4 val macro-F1 was 0.40 after 1.4 epochs "
+                         "and 0.73 after 1.9, still rising when an 8-minute budget ended); early stopping and the "
+                         "collapse alarm watch it")
+    elif n_params < 1e9:
+        lr, why = 5e-4, ("5e-4: sub-1B models barely move at TRL's default 2e-5/2e-4 (measured: SmolLM2 collapsed "
+                         "after 1 epoch at the default, learned at 5e-4)")
+    elif n_params >= 2e9 and n < 1000:
+        lr, why = 5e-5, (f"5e-5: {n_params / 1e9:.1f}B parameters and only {n} examples: seed 000 collapsed a 3B at "
+                         "2e-4 on 542 examples and asked for 5e-5; seed 001's 4B learned at 5e-5 on 63")
+    else:
+        lr, why = 1e-4, ("1e-4: between seed 001's 5e-5 (4B, r=32) and the usual 2e-4; seed 000's 2e-4 on a 3B "
+                         "model collapsed it")
+    if dpo:
+        lr /= 5
+        why = (f"{lr:.0e}: DPO's pairwise signal is sharper than SFT's, so a fifth of the SFT rate for this model "
+               "size; the val metric and the collapse alarm watch it")
+    return lr, why
+
+
+def choose_epochs(n: int, share: float = 1.0) -> tuple[float, str]:
+    """(epochs at most, why) for `n` examples; `share`: how many times as many rows the swapped copies make."""
+    epochs: float = 10 if n < 150 else 4 if n < 500 else 3 if n < 3000 else 2
+    why = (f"{epochs} at most for {n} examples: tiny data on a tiny model needs many passes (seed 004's 1–2 epochs "
+           "assumes thousands); early stopping on the val metric decides. The learning rate decays over these "
+           "epochs, so they also set how soon it anneals: with 200-300 examples the best val passes came at 3.3-3.7 "
+           "epochs (the demo task, Banking77-NONE), and a 6-epoch plan on a faster CPU still had 45% of its rate at "
+           "3.3 epochs and overfit (train loss 0.007, test macro-F1 0.69 vs 0.85 annealed)")
+    if share > 1:
+        epochs = round(epochs / share, 2)
+        why = f"{epochs} over the examples and their swapped copies ({share:.0f}x as many): the steps of " + why
+    return epochs, why
+
+
 def resolve_settings(task: Task, config: TuneConfig, loaded: Any, train_items: list[Item], fmt: ChatFormat,
                      swapped: list[Item] | None = None) -> tuple[dict[str, Any], dict[str, str], list[str]]:
     """The planned settings for `train_items`, the task's own examples (their number sets the rank and the passes;
@@ -116,72 +192,34 @@ def resolve_settings(task: Task, config: TuneConfig, loaded: Any, train_items: l
         max_length = config.max_length
         reasons["max_length"] = "set by you"
     else:
-        max_length = int(math.ceil((p95 + longest_completion + 8) / 64) * 64)
-        reasons["max_length"] = (f"{max_length}: the 95th-percentile prompt ({p95} tokens) plus the longest "
-                                 f"completion ({longest_completion}); completions are never cut, longer prompts are "
-                                 "middle-truncated")
+        max_length, reasons["max_length"] = choose_max_length(p95, longest_completion)
     if longest_completion + 8 > max_length:
         warnings.append(f"the longest completion ({longest_completion} tokens) does not fit max_length "
                         f"{max_length}: such examples will be skipped, not cut")
 
-    small = n_params < 1.5e9
     if config.target_modules:
         targets = config.target_modules
         reasons["target_modules"] = "set by you"
-    elif small or n >= 1000:
-        targets = _present(model, ALL_PROJ)
-        reasons["target_modules"] = ("all linear projections: a model this small (or data this large) needs the "
-                                     "capacity" if small else "all projections: enough data to support them")
     else:
-        targets = _present(model, ["q_proj", "k_proj", "v_proj", "o_proj"])
-        reasons["target_modules"] = ("attention only: seed 000's r=16 on all 7 modules of a 3B model with 542 "
-                                     "examples overwrote the model (NONE to everything)")
+        wanted, reasons["target_modules"] = choose_targets(n_params, n)
+        targets = _present(model, wanted)
     if config.rank:
         rank = config.rank
         reasons["rank"] = "set by you"
     else:
-        rank = 8 if n < 300 or not small else 16
-        reasons["rank"] = (f"r={rank}: {n} examples; small data gets a small rank (seed 000: r=16 with 542 examples "
-                           "collapsed a 3B model), a small model in full precision can afford r=16 with more data "
-                           "(seed 001)")
+        rank, reasons["rank"] = choose_rank(n, n_params, answer_median)
     alpha = config.alpha or 2 * rank
     reasons["alpha"] = "set by you" if config.alpha else f"{alpha} = 2 × rank, the common scaling"
     if config.learning_rate:
         lr = config.learning_rate
         reasons["learning_rate"] = "set by you"
-    elif n_params < 3e8:
-        lr = 1e-3
-        reasons["learning_rate"] = ("1e-3: a model under 300M with LoRA learns a narrow task in a few epochs only at a "
-                                    "high rate (measured on the demo task, SmolLM2-135M: at 5e-4 val macro-F1 was "
-                                    "0.40 after 1.4 epochs and 0.73 after 1.9, still rising when an 8-minute "
-                                    "budget ended); early stopping and the collapse alarm watch it")
-    elif n_params < 1e9:
-        lr = 5e-4
-        reasons["learning_rate"] = ("5e-4: sub-1B models barely move at TRL's default 2e-5/2e-4 (measured: SmolLM2 "
-                                    "collapsed after 1 epoch at the default, learned at 5e-4)")
     else:
-        lr = 1e-4
-        reasons["learning_rate"] = ("1e-4: between seed 001's 5e-5 (4B, r=32) and the usual 2e-4; seed 000's "
-                                    "2e-4 on a 3B model collapsed it")
-    if config.method == "dpo" and not config.learning_rate:
-        lr /= 5
-        reasons["learning_rate"] = (f"{lr:.0e}: DPO's pairwise signal is sharper than SFT's, so a fifth of the SFT "
-                                    "rate for this model size; the val metric and the collapse alarm watch it")
+        lr, reasons["learning_rate"] = choose_learning_rate(n_params, n, dpo=config.method == "dpo")
     if config.epochs:
         epochs = config.epochs
         reasons["epochs"] = "set by you (an upper bound: early stopping on the val metric decides)"
     else:
-        epochs = 10 if n < 150 else 4 if n < 500 else 3 if n < 3000 else 2
-        reasons["epochs"] = (f"{epochs} at most for {n} examples: tiny data on a tiny model needs many passes "
-                             "(seed 004's 1–2 epochs assumes thousands); early stopping on the val metric decides. "
-                             "The learning rate decays over these epochs, so they also set how soon it anneals: "
-                             "with 200-300 examples the best val passes came at 3.3-3.7 epochs (the demo task, "
-                             "Banking77-NONE), and a 6-epoch plan on a faster CPU still had 45% of its rate at "
-                             "3.3 epochs and overfit (train loss 0.007, test macro-F1 0.69 vs 0.85 annealed)")
-        if share > 1:
-            epochs = round(epochs / share, 2)
-            reasons["epochs"] = (f"{epochs} over the examples and their swapped copies ({share:.0f}x as many): "
-                                 "the steps of " + reasons["epochs"])
+        epochs, reasons["epochs"] = choose_epochs(n, share)
 
     trainable = lora_params(model, targets, rank)
     n_layers = int(getattr(model.config, "num_hidden_layers", 0) or 0)

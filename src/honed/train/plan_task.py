@@ -50,7 +50,8 @@ def plan(task: Task | str | Path, model: str = DEFAULT_MODEL, *, gpu: str | None
          memory_gb: float | None = None, method: str = "auto", ctx: int | None = None, parallel: int = 1,
          quants: tuple[str, ...] | list[str] = DEFAULT_QUANTS, gpu_file: Path | None = None) -> TaskPlan:
     """Plan a fine-tune of `model` on `task`'s train split: memory (training and serving), LoRA vs QLoRA, rank,
-    LR, epochs, max length — with reasons.
+    LR, epochs, max length, the adapted layers, entity swaps — with reasons; the settings `honed tune` would choose
+    by default, on the prompt it would train on (the task's `tuned_template` when it has one).
 
     `gpu`: a preset name (`honed.train.gpus`) or "cpu"; `memory_gb` overrides its memory (alone: a CUDA GPU with
     that much). `ctx`: the serving context per request (default: the planned max_length rounded up to 256).
@@ -74,9 +75,13 @@ def plan(task: Task | str | Path, model: str = DEFAULT_MODEL, *, gpu: str | None
         device = GpuSpec(name=f"gpu-{memory_gb:g}gb", memory_gb=memory_gb, description="a CUDA GPU")
     if memory is None:  # a preset's memory, or this machine's RAM
         memory = device.memory_bytes if device != "cpu" else os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    from honed.train.config import TuneConfig
+    from honed.train.plan_defaults import plan_swaps
+
+    t = t.with_prompt("tuned" if t.has_tuned_prompt else "base")  # the prompt `honed tune` trains on by default
     lengths, chat = token_lengths(t, items, model)
     training = plan_training(arch, token_lengths=lengths, device=device, method=method,  # type: ignore[arg-type]
-                             memory_bytes=memory, model_name=model)
+                             memory_bytes=memory, model_name=model, swaps=plan_swaps(t, TuneConfig(), len(items)))
     n_ctx = ctx or max(256, -(-training.max_length.value // 256) * 256)
     serving = plan_serving(arch, [q.strip() for q in quants if q.strip()], n_ctx=n_ctx, n_parallel=parallel,
                            on_gpu=device != "cpu", memory_bytes=memory)
