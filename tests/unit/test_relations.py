@@ -36,8 +36,13 @@ ALLOWED = '''[["team", "MANAGES", "service"], ["team", "MANAGES", "datastore"], 
   ["tool", "MONITORS", "service"]]'''
 
 
-def _task(tmp_path: Path, allowed: str = ALLOWED, extra: str = "") -> Task:
+KEYS = 'entities_key = "entities"\nrelationships_key = "relationships"\n'
+
+
+def _task(tmp_path: Path, allowed: str | None = ALLOWED, keys: str = KEYS) -> Task:
+    """The graph task; `allowed` None: no triples; `keys`: the [extract] keys naming entities and relationships."""
     (tmp_path / "schema.json").write_text(json.dumps(SCHEMA), encoding="utf-8")
+    triples = "" if allowed is None else f"allowed_relationships = {allowed}\n"
     (tmp_path / "honed.toml").write_text(f"""
 name = "graph"
 kind = "extract"
@@ -47,11 +52,7 @@ test = "test.jsonl"
 template = "{{{{ sentence }}}}"
 [extract]
 schema_file = "schema.json"
-entities_key = "entities"
-relationships_key = "relationships"
-allowed_relationships = {allowed}
-{extra}
-""", encoding="utf-8")
+{keys}{triples}""", encoding="utf-8")
     return load_task(tmp_path)
 
 
@@ -128,19 +129,8 @@ def test_a_huge_list_of_triples_is_refused_not_loaded(tmp_path: Path) -> None:
 
 
 def test_the_triples_need_to_know_where_entities_and_relationships_are(tmp_path: Path) -> None:
-    (tmp_path / "schema.json").write_text(json.dumps(SCHEMA), encoding="utf-8")
-    (tmp_path / "honed.toml").write_text(f"""
-name = "graph"
-kind = "extract"
-[prompt]
-template = "{{{{ sentence }}}}"
-[extract]
-schema_file = "schema.json"
-relationships_key = "relationships"
-allowed_relationships = {ALLOWED}
-""", encoding="utf-8")
     with pytest.raises(TaskError, match="allowed_relationships needs `entities_key`"):
-        load_task(tmp_path)
+        _task(tmp_path, keys='relationships_key = "relationships"\n')
 
 
 def test_an_expected_answer_that_contradicts_the_triples_is_refused_with_its_line(tmp_path: Path) -> None:
@@ -183,18 +173,7 @@ def test_parse_output_checks_and_the_scores_report_both_the_checked_and_the_mode
 
 
 def test_a_task_without_triples_reports_no_unchecked_scores(tmp_path: Path) -> None:
-    (tmp_path / "schema.json").write_text(json.dumps(SCHEMA), encoding="utf-8")
-    (tmp_path / "honed.toml").write_text("""
-name = "graph"
-kind = "extract"
-[prompt]
-template = "{{ sentence }}"
-[extract]
-schema_file = "schema.json"
-entities_key = "entities"
-relationships_key = "relationships"
-""", encoding="utf-8")
-    task = load_task(tmp_path)
+    task = _task(tmp_path, allowed=None)
     ans = {"entities": _ents(Oracle="datastore", infra_team="team"),
            "relationships": [_rel("Oracle", "MANAGES", "infra team")]}
     rec = judge(task, Item("1", {}, ans), 0, Response(text=json.dumps(ans), finish_reason="stop"))
