@@ -49,10 +49,14 @@ def constrained(toml: str) -> str:
     return out
 
 
-def build_package(root: Path, gguf: Path, *, min_value: float, anchors: list[Anchor]) -> Path:
-    """A package by the contract: the GGUF hard-linked as the one rung, the task copied, anchors, manifest."""
+def build_package(root: Path, gguf: Path, *, min_value: float, anchors: list[Anchor], bars: str = "") -> Path:
+    """A package by the contract: the GGUF hard-linked as the one rung, the task copied, anchors, manifest;
+    `bars`: the task's `[acceptance] min_metrics` (TOML inline table)."""
     (root / "task" / "data").mkdir(parents=True)
     toml = (EXAMPLES / "classify" / "honed.toml").read_text()
+    if bars:
+        assert "[acceptance]\n" in toml
+        toml = toml.replace("[acceptance]\n", f"[acceptance]\nmin_metrics = {bars}\n", 1)
     # decode only the answer space, as a served classifier does; short and valid answers keep the test fast
     (root / "task" / "honed.toml").write_text(constrained(toml))
     shutil.copy(EXAMPLES / "classify" / "data" / "test.jsonl", root / "task" / "data" / "test.jsonl")
@@ -106,7 +110,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, tiny_model: Any) -> dict[str
     return {
         "root": root, "gguf": gguf, "task_dir": task_dir, "truth": truth, "model_said": said,
         "good": build_package(root / "pkg-good", gguf, min_value=0.9, anchors=agreeing),
-        "bad": build_package(root / "pkg-bad", gguf, min_value=0.9, anchors=truth),
+        "bad": build_package(root / "pkg-bad", gguf, min_value=0.9, anchors=truth, bars="{ accuracy = 0.95 }"),
         "log_in": log_from(task_dir, gguf, val[:24], root / "in.jsonl"),
         "log_shifted": log_from(task_dir, gguf, rest[:24], root / "shifted.jsonl"),
     }
@@ -122,6 +126,7 @@ def test_in_distribution_log_raises_no_input_drift(world: dict[str, Any], tmp_pa
     assert dist["skipped"] is None and not dist["flagged"], dist["detail"]
     assert dist["statistic"]["n_log"] == 24 and dist["statistic"]["n_eval"] == 40
     assert report.doc["anchors"]["status"] == "PASS" and report.doc["anchors"]["value"] == 1.0
+    assert report.doc["anchors"]["bars"] == []  # the example states no min_metrics
     assert report.doc["anchors"]["changed_since_export"] == []  # same model, same greedy answers
     esc = _check(report, "escalation")
     assert esc["statistic"]["escalated"] == 2 and not esc["flagged"]
@@ -153,6 +158,11 @@ def test_failing_anchors_exit_1(world: dict[str, Any], tmp_path: Path) -> None:
     n_right = sum(t.answer == t.expected for t in world["truth"])
     assert a["status"] == "FAIL" and a["n"] == 8 and a["n_correct"] == n_right and a["value"] < 0.9
     assert doc["flags"][0].startswith("anchors FAIL: macro_f1")
+    # the task's other bar is re-checked as the gate checked it: accuracy on the anchors the model got right
+    [bar] = a["bars"]
+    assert bar["metric"] == "accuracy" and bar["value"] == pytest.approx(n_right / 8) and bar["bar"] == 0.95
+    assert bar["passed"] is False and f"anchors FAIL: accuracy {n_right / 8:.3f} < the task's bar 0.950" in doc["flags"]
+    assert "vs the task's bar 0.950: FAIL" in (tmp_path / "r" / "report.md").read_text()
 
 
 def test_shadow_comparison_with_a_q8_requantization(world: dict[str, Any], tmp_path: Path) -> None:

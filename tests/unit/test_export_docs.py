@@ -166,7 +166,8 @@ def test_extract_and_generate_say_what_replaces_the_confusion_matrix(tmp_path: P
 
     does = "\n".join(_does_section(load_task(root / "task"), manifest("extract", "record_f1")))
     assert "The task's own bar is `record_f1` ≥ 0.720 (`[acceptance] min_value`)" in does
-    assert ("each checked by the gate on the tuned model's test answers: `entity_f1` ≥ 0.800, `relationship_f1` ≥ "
+    assert ("each checked by the gate on the tuned model's test answers and by `honed monitor` on the anchors: "
+            "`entity_f1` ≥ 0.800, `relationship_f1` ≥ "
             "0.600, `valid_json_rate` ≥ 1.000.") in does  # examples/extract's [acceptance] min_metrics
     # examples/extract's allowed_relationships: the rule, the triples, and what a client without honed gets
     assert "checked against the task's 32 allowed (source type, relation, target type) triples" in does

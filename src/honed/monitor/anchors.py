@@ -18,7 +18,8 @@ from honed.task.spec import Task
 
 def check_anchors(pkg: Package, task: Task, backend: Backend,
                   on_done: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Run every anchor through `backend`; PASS when the primary metric ≥ the manifest's acceptance min_value.
+    """Run every anchor through `backend`; PASS when the primary metric ≥ the manifest's acceptance min_value and
+    every bar of the task's `[acceptance] min_metrics` holds, as the gate required of the tuned model.
 
     Also lists the anchors whose answer differs from the one recorded at export time: a changed answer on an
     unchanged prompt means the model, its runtime or its settings changed, even when the score holds.
@@ -42,13 +43,23 @@ def check_anchors(pkg: Package, task: Task, backend: Backend,
     changed = [{"id": a.id, "at_export": a.answer, "now": r.answer, "expected": a.expected, "correct": r.correct}
                for a, r in zip(anchors, records, strict=True)
                if canonical_json(a.answer) != canonical_json(r.answer)]
-    passed = float(value) >= acc.min_value
+    bars = []  # the task's bars for its other metrics, as the gate checked them (`[acceptance] min_metrics`)
+    for name, bar in task.spec.acceptance.min_metrics.items():
+        got = scored["metrics"].get(name)
+        if not isinstance(got, (int, float)) or isinstance(got, bool):
+            raise UserError(f"{task.source}: [acceptance] min_metrics names {name!r}, which the anchors' scores of a "
+                            f"{task.kind} task do not report")
+        bars.append({"metric": name, "value": float(got), "ci": scored["ci"].get(name), "bar": bar,
+                     "passed": float(got) >= bar})
+    primary_passed = float(value) >= acc.min_value
     return {
-        "status": "PASS" if passed else "FAIL",
+        "status": "PASS" if primary_passed and all(b["passed"] for b in bars) else "FAIL",
         "primary_metric": acc.primary_metric,
         "value": float(value),
         "ci": scored["ci"].get(acc.primary_metric),
         "min_value": acc.min_value,
+        "primary_passed": primary_passed,
+        "bars": bars,
         "n": len(anchors),
         "n_correct": sum(r.correct for r in records),
         "failures": {k: v for k, v in scored["failures"].items() if v},

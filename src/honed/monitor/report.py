@@ -25,6 +25,12 @@ def _stat_line(c: dict[str, Any]) -> str:
     return ", ".join(f"{k} {fmt(c['statistic'][k])}" for k in keys if k in c["statistic"])
 
 
+def _bar_lines(anchors: dict[str, Any]) -> list[str]:
+    """One line per bar of the task's `[acceptance] min_metrics`, as the anchors scored it."""
+    return [f"{b['metric']} {b['value']:.3f} (95% CI {fmt_ci(b['ci'])}) vs the task's bar {b['bar']:.3f}: "
+            f"{'PASS' if b['passed'] else 'FAIL'}" for b in anchors.get("bars", [])]
+
+
 def markdown(doc: dict[str, Any]) -> str:
     a = doc["anchors"]
     lines = [(f"# Monitor · {doc['task']} · package {doc['package_version']} ({doc['recommended']}) · "
@@ -35,6 +41,7 @@ def markdown(doc: dict[str, Any]) -> str:
     lines += ["", "## Anchors", "",
               (f"**{a['status']}**: {a['primary_metric']} {a['value']:.3f} (95% CI {fmt_ci(a['ci'])}) on {a['n']} anchors "
               f"vs the gate's threshold {a['min_value']:.3f} · model `{a['model']['name']}` ({a['model']['backend']})")]
+    lines += [f"- {line}" for line in _bar_lines(a)]
     if a["failures"]:
         lines.append("failures: " + ", ".join(f"{k} {v}" for k, v in a["failures"].items()))
     if a["changed_since_export"]:
@@ -153,6 +160,7 @@ def html_page(doc: dict[str, Any]) -> str:
     sections: list[tuple[str, str]] = [("Flags", f"<ul>{status}</ul>")]
     sections.append(("Anchors", f"<p><b>{a['status']}</b>: {html.escape(a['primary_metric'])} {a['value']:.3f} "
                      f"(95% CI {fmt_ci(a['ci'])}) on {a['n']} anchors vs the gate's threshold {a['min_value']:.3f}</p>"
+                     + "".join(f"<p>{html.escape(line)}</p>" for line in _bar_lines(a))
                      + sortable_table(["anchor", "expected", "answer", "correct", "cause", "latency ms"],
                                       [[i["id"], i["expected"], i["answer"], i["correct"], i["cause"], i["latency_ms"]]
                                        for i in a["items"]])))

@@ -231,9 +231,11 @@ def monitor(log: Path, package: Path, *, candidate: str | None = None, endpoint:
     doc["lengths"] = {"log": [len(r.output) for r in traffic.records],
                       "eval": [len(build_answer(task, i.expected)) for i in eval_items if i.expected is not None]}
     flags = []
-    if doc["anchors"]["status"] == "FAIL":
-        a = doc["anchors"]
+    a = doc["anchors"]
+    if not a["primary_passed"]:
         flags.append(f"anchors FAIL: {a['primary_metric']} {a['value']:.3f} < {a['min_value']:.3f}")
+    flags += [f"anchors FAIL: {b['metric']} {b['value']:.3f} < the task's bar {b['bar']:.3f}"
+              for b in a["bars"] if not b["passed"]]
     flags += [f"drift: {c.name}: {c.detail}" for c in checks if c.flagged]
     doc["flags"] = flags
     doc["status"] = "FLAGGED" if flags else "OK"

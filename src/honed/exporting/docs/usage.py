@@ -81,7 +81,8 @@ def _does_section(task: Task, manifest: Manifest) -> list[str]:
     bars = task.spec.acceptance.min_metrics
     if bars:
         out += ["", "Its bars for other metrics (`[acceptance] min_metrics`), each checked by the gate on the tuned "
-                "model's test answers: " + ", ".join(f"`{m}` ≥ {fmt(v)}" for m, v in bars.items()) + "."]
+                "model's test answers and by `honed monitor` on the anchors: "
+                + ", ".join(f"`{m}` ≥ {fmt(v)}" for m, v in bars.items()) + "."]
     out += [""]
     out += ["## What it does not do", ""]
     if task.kind == "classify":
