@@ -281,10 +281,14 @@ def test_gate_holds_other_metrics_to_their_own_bars(tmp_path: Path) -> None:
     odd = load_task(write_task(tmp_path / "o", CLASSIFY_TOML + "[acceptance]\nmin_metrics = { entity_f1 = 0.8 }\n",
                                {"test": ROWS}))
     run2 = _planted_run(tmp_path / "b", odd, lambda r: "NONE", lambda r: r["expected"])
-    with pytest.raises(UserError, match=r"min_metrics names 'entity_f1', which is not a metric of a classify "
-                                        r"task's results; this one reports .*accuracy"):
+    with pytest.raises(UserError, match=r"min_metrics names 'entity_f1' is not a metric of a classify "
+                                        r"task's results here; this one reports .*accuracy"):
         gate(run2)
     assert not (run2 / "gate.json").exists()
+    # refused before the model is looked at: a run whose base model changed still gets the bar's error first
+    run3 = _planted_run(tmp_path / "c", odd, lambda r: "NONE", lambda r: r["expected"], trained_sha="0" * 64)
+    with pytest.raises(UserError, match="min_metrics names 'entity_f1'"):
+        gate(run3)
     with pytest.raises(Exception, match="min_metrics"):
         load_task(write_task(tmp_path / "n", CLASSIFY_TOML + "[acceptance]\nmin_metrics = { accuracy = -1 }\n",
                              {"test": ROWS}))
@@ -429,3 +433,16 @@ def test_a_run_that_never_finished_cannot_be_gated_or_exported(tmp_path: Path, t
     (run / "status.json").write_text(json.dumps(doc))
     with pytest.raises(UserError, match=rf"the tune run is still running \(pid {os.getppid()}, status.json: running\)"):
         gate(run)
+
+
+def test_the_metrics_a_bar_may_name_are_known_before_any_model_answers() -> None:
+    from honed.evaluate.scoring import metric_names
+    from honed.task.data import load_items
+    from tests.conftest import EXAMPLES
+
+    extract, classify = load_task(EXAMPLES / "extract"), load_task(EXAMPLES / "classify")
+    names = metric_names(extract, load_items(extract, "test")[0])
+    assert {"record_f1", "entity_f1", "relationship_f1", "relationship_unchecked_f1", "valid_json_rate",
+            "relationships_dropped"} <= names and not {"per_field", "accuracy_ci"} & names
+    names = metric_names(classify, load_items(classify, "test")[0])
+    assert {"accuracy", "macro_f1"} <= names and "entity_f1" not in names and "confusion" not in names

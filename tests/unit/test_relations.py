@@ -179,3 +179,4 @@ def test_a_task_without_triples_reports_no_unchecked_scores(tmp_path: Path) -> N
     rec = judge(task, Item("1", {}, ans), 0, Response(text=json.dumps(ans), finish_reason="stop"))
     assert rec.answer == ans and rec.correct
     assert "relationship_unchecked_f1" not in score(task, [rec], [[]], n_resamples=20)["metrics"]
+

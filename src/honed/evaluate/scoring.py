@@ -120,6 +120,17 @@ def _kind_report(task: Task, recs: Sequence[ItemRecord], keywords: Sequence[list
                                    list(keywords))
 
 
+def metric_names(task: Task, item: Item) -> set[str]:
+    """The metrics a report of this task's kind holds (numbers, or None where undefined), found by scoring `item`
+    answered as expected: what a bar may name before any model has answered."""
+    rec = ItemRecord(id=item.id, repeat=0, expected=item.expected, answer=item.expected, correct=True, cause=None,
+                     text="", finish_reason="stop", latency_s=0.0, ttft_s=None, prompt_tokens=0,
+                     completion_tokens=0, cached=False)
+    report = _kind_report(task, [rec], [item_keywords(task, item.inputs)])
+    report.update(report.get("counts") or {})
+    return {k for k, v in report.items() if v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))}
+
+
 def metric_on(task: Task, recs: Sequence[ItemRecord], keywords: Sequence[list[str]], metric: str,
               n_repeats: int = 1) -> Callable[[np.ndarray], float]:
     """A function of resampled item indices → the metric; repeats of one item travel together."""

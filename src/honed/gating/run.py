@@ -18,7 +18,7 @@ from typing import Any
 
 from honed.errors import UserError
 from honed.evaluate.runner import EvalResult
-from honed.evaluate.scoring import ItemRecord, item_keywords, metric_on
+from honed.evaluate.scoring import ItemRecord, item_keywords, metric_names, metric_on
 from honed.gating import cache, checks
 from honed.gating.arm import compare_arm, load_arm
 from honed.gating.cache import Side
@@ -123,6 +123,13 @@ def _ci(result: EvalResult, stat: checks.Statistic, n: int, metric: str, n_resam
     return list(stats.bootstrap_ci(stat, n, n_resamples=n_resamples))
 
 
+def _not_a_metric(task: Task, name: str, known: set[str]) -> UserError:
+    """The error for an `[acceptance]` metric the task's results do not give (a misspelling, another kind's)."""
+    key = "primary_metric" if name == task.primary_metric else "min_metrics names"
+    return UserError(f"{task.source}: [acceptance] {key} {name!r} is not a metric of a {task.kind} task's results "
+                     f"here; this one reports {', '.join(sorted(known))}")
+
+
 def gate(run: Path, *, vs: Path | None = None, limit: int | None = None, store: Store | None = None,
          progress: bool = False, on_stage: Callable[[str], None] | None = None, n_resamples: int = 2000,
          seed: int = 0) -> GateResult:
@@ -148,6 +155,10 @@ def gate(run: Path, *, vs: Path | None = None, limit: int | None = None, store: 
     arm = load_arm(Path(vs), task, items) if vs is not None else None  # before the slow part: fail fast
     acc = task.spec.acceptance
     metric = task.primary_metric
+    known = metric_names(task, items[0])  # a misspelt bar is refused before minutes of evaluation, not after
+    for name in [metric, *acc.min_metrics]:
+        if name not in known:
+            raise _not_a_metric(task, name, known)
     base_info = manifest["base_model"]
     model = _model_ref(base_info)
 
@@ -181,9 +192,10 @@ def gate(run: Path, *, vs: Path | None = None, limit: int | None = None, store: 
     stat_b, stat_t = metric_on(task, rb, kws, metric), metric_on(task, rt, kws, metric)
     say("paired bootstrap")
     imp = checks.paired_improvement(stat_b, stat_t, len(items), n_resamples=n_resamples, seed=seed)
-    if math.isnan(imp["base"]) or math.isnan(imp["tuned"]):
-        raise UserError(f"{task.source}: [acceptance] primary_metric {metric!r} is not a metric of a {task.kind} "
-                        "task's results; use one that `honed eval` reports for this kind")
+    scores = {k: float(v) for k, v in tuned.result.document.metrics.items()
+              if isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v)}
+    if math.isnan(imp["base"]) or math.isnan(imp["tuned"]):  # named, but undefined on these items
+        raise _not_a_metric(task, metric, set(scores))
     gate_checks = [
         checks.improvement_check(imp, metric, acc.min_relative_improvement),
         checks.forgetting_check(base.nll["mean_nll"], tuned.nll["mean_nll"], acc.max_forgetting,
@@ -192,12 +204,9 @@ def gate(run: Path, *, vs: Path | None = None, limit: int | None = None, store: 
         checks.latency_check(tuned.result.document.latency_ms.p95, acc.max_p95_latency_ms),
         checks.min_value_check(imp["tuned"], tuned.result.document.ci.get(metric), metric, acc.min_value),
     ]
-    scores = {k: float(v) for k, v in tuned.result.document.metrics.items()
-              if isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v)}
     for name, bar in acc.min_metrics.items():
-        if name not in scores:
-            raise UserError(f"{task.source}: [acceptance] min_metrics names {name!r}, which is not a metric of a "
-                            f"{task.kind} task's results; this one reports {', '.join(sorted(scores))}")
+        if name not in scores:  # named, but undefined on these items
+            raise _not_a_metric(task, name, set(scores))
         gate_checks.append(checks.min_metric_check(scores[name], tuned.result.document.ci.get(name), name, bar))
     vs_arm = None
     if arm is not None:
