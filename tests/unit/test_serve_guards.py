@@ -191,3 +191,21 @@ def test_worker_queue_bound_and_cancelled_jobs_never_run() -> None:
 
     asyncio.run(scenario())
     assert ran == ["first"]
+
+
+def test_served_extraction_answers_are_checked_against_the_tasks_relation_types(tmp_path: Path) -> None:
+    """examples/extract declares allowed_relationships: the answer `honed serve` returns (and logs) is the checked
+    one — an inverted MANAGES turned round, an impossible WRITTEN_IN dropped — and `output` is what the model
+    wrote, as the evaluations that measured it saw them."""
+    from tests.conftest import EXAMPLES
+
+    said = {"entities": [{"name": "Oracle", "type": "datastore"}, {"name": "infra team", "type": "team"}],
+            "relationships": [{"source": "Oracle", "relation": "MANAGES", "target": "infra team"},
+                              {"source": "infra team", "relation": "WRITTEN_IN", "target": "Oracle"}]}
+    client, server = _client(tmp_path, EXAMPLES / "extract", lambda r: json.dumps(said))
+    r = client.post("/v1/tasks/infra-graph", json={"input": {"sentence": "Oracle is managed by the infra team."}})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["answer"]["relationships"] == [{"source": "infra team", "relation": "MANAGES", "target": "Oracle"}]
+    assert body["answer"]["entities"] == said["entities"] and json.loads(body["output"]) == said
+    assert _log(server)[0].answer == body["answer"]
