@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import tomllib
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -122,12 +123,13 @@ class ExtractSpec(_Strict):
             seen.add(triple)
         return self
 
-    @property
+    @cached_property
     def allowed_set(self) -> frozenset[tuple[str, str, str]]:
-        """The allowed triples, relations in upper snake case as answers are compared."""
+        """The allowed triples, relations in upper snake case as answers are compared (built once per spec: every
+        relationship of every parsed answer looks it up)."""
         return frozenset((s, norm_relation(r), t) for s, r, t in self.allowed_relationships)
 
-    @property
+    @cached_property
     def checked_relations(self) -> frozenset[str]:
         """The relations that have at least one allowed triple: only these are checked."""
         return frozenset(r for _, r, _ in self.allowed_set)
