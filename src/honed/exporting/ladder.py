@@ -71,7 +71,10 @@ def choose_rung(rungs: list[dict[str, Any]], sizes: dict[str, float], tolerance:
     ref = f16["metric"] or 0.0
     floor = ref - tolerance - 1e-12
     use_min = min_value is not None and ref >= min_value
-    held = {m: bar for m, bar in (bars or {}).items() if (f16.get("bars", {}).get(m) or 0.0) >= bar - 1e-12}
+    def barred(r: dict[str, Any], m: str) -> float:
+        return r.get("bars", {}).get(m) or 0.0
+
+    held = {m: bar for m, bar in (bars or {}).items() if barred(f16, m) >= bar - 1e-12}
     rejected = []
     for r in sorted(rungs, key=lambda r: sizes[r["quant"]]):
         v = r["metric"] or 0.0
@@ -81,11 +84,10 @@ def choose_rung(rungs: list[dict[str, Any]], sizes: dict[str, float], tolerance:
         if use_min and v < min_value - 1e-12:  # type: ignore[operator]
             rejected.append(f"{r['quant']} ({v:.3f}: below the acceptance minimum {min_value:.3f})")
             continue
-        below = [(m, r.get("bars", {}).get(m) or 0.0, bar) for m, bar in held.items()
-                 if (r.get("bars", {}).get(m) or 0.0) < bar - 1e-12]
+        below = [f"{m} {barred(r, m):.3f} below the task's bar {bar:.3f}" for m, bar in held.items()
+                 if barred(r, m) < bar - 1e-12]
         if below:
-            rejected.append(f"{r['quant']} (" + ", ".join(f"{m} {x:.3f} below the task's bar {bar:.3f}"
-                                                            for m, x, bar in below) + ")")
+            rejected.append(f"{r['quant']} ({', '.join(below)})")
             continue
         why = (f"{r['quant']} is the smallest rung ({sizes[r['quant']]:.0f} MiB) whose score ({v:.3f}) stays within "
                f"{tolerance:g} of F16's ({ref:.3f})" + (f" and above the acceptance minimum {min_value:.3f}"
